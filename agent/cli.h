@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h - what the subcommands share: exit codes (sysexits.h), the loaded
+ * configuration, and option parsing conventions.
+ */
+#ifndef MK_CLI_H
+#define MK_CLI_H
+
+#include "mk_config.h"
+
+#include <stdbool.h>
+
+/* sysexits.h values, named here so the mapping is documented in one place. */
+enum mk_cli_exit {
+	MK_EXIT_OK = 0,
+	MK_EXIT_USAGE = 64,       /* bad command line */
+	MK_EXIT_DATAERR = 65,     /* bad input data */
+	MK_EXIT_UNAVAILABLE = 69, /* feature or service not available */
+	MK_EXIT_SOFTWARE = 70,    /* internal error */
+	MK_EXIT_OSERR = 71,       /* out of memory, cannot fork, ... */
+	MK_EXIT_CANTCREAT = 73,   /* cannot create the store or an output */
+	MK_EXIT_IOERR = 74,       /* I/O error on local files */
+	MK_EXIT_TEMPFAIL = 75,    /* network trouble: try again later */
+	MK_EXIT_PROTOCOL = 76,    /* server broke the protocol, TLS refused */
+	MK_EXIT_NOPERM = 77,      /* authentication failed, unsafe file mode */
+	MK_EXIT_CONFIG = 78,      /* configuration error */
+};
+
+struct mk_cli {
+	const char *config_path; /* -c FILE, or NULL for the default */
+	bool quiet;
+};
+
+/* Maps an error code to an exit code. */
+int mk_cli_exit_for(int err);
+
+/* Loads the configuration, printing errors. Returns 0 or an exit code. */
+int mk_cli_load_config(const struct mk_cli *cli, struct mk_config **cfg_r);
+
+/* Picks the account named `name`, or the only account when name is NULL.
+ * Prints a message and returns NULL when there is none. */
+const struct mk_config_account *mk_cli_pick_account(const struct mk_config *cfg, const char *name);
+
+int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv);
+
+#endif

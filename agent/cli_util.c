@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli_util.c - helpers shared by the subcommands.
+ */
+#include "cli.h"
+#include "mk_alloc.h"
+#include "mk_err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+int mk_cli_exit_for(int err)
+{
+	switch (err) {
+	case 0:
+		return MK_EXIT_OK;
+	case MK_ECONFIG:
+	case MK_ENOTFOUND:
+		return MK_EXIT_CONFIG;
+	case MK_EPERM:
+	case MK_EAUTH:
+		return MK_EXIT_NOPERM;
+	case MK_ECERT:
+	case MK_ETLS:
+	case MK_EPROTO:
+	case MK_ETOOBIG:
+	case MK_ESERVER:
+		return MK_EXIT_PROTOCOL;
+	case MK_ETIMEDOUT:
+	case MK_EEOF:
+	case MK_ETRUNC:
+		return MK_EXIT_TEMPFAIL;
+	case MK_ECMD:
+		return MK_EXIT_UNAVAILABLE;
+	case MK_EIO:
+		return MK_EXIT_IOERR;
+	default:
+		break;
+	}
+	/* libuv: -errno and UV_EAI_* */
+	if (err == UV_ECONNREFUSED || err == UV_ETIMEDOUT || err == UV_ENETUNREACH ||
+	    err == UV_EHOSTUNREACH || err == UV_ECONNRESET || err == UV_EAI_AGAIN || err == UV_EAI_NONAME ||
+	    err == UV_EAI_FAIL || err == UV_EAI_NODATA || err == UV_EPIPE || err == UV_ECONNABORTED)
+		return MK_EXIT_TEMPFAIL;
+	return MK_EXIT_SOFTWARE;
+}
+
+int mk_cli_load_config(const struct mk_cli *cli, struct mk_config **cfg_r)
+{
+	char *error = NULL;
+	int r = mk_config_load(cli->config_path, cfg_r, &error);
+	if (r == 0)
+		return 0;
+	fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
+	if (r == MK_ENOTFOUND)
+		fprintf(stderr, "mailkeep: create a configuration first (see `mailkeep help config`), "
+				"or pass one with -c FILE\n");
+	mk_free(error);
+	return r == MK_EPERM ? MK_EXIT_NOPERM : MK_EXIT_CONFIG;
+}
+
+const struct mk_config_account *mk_cli_pick_account(const struct mk_config *cfg, const char *name)
+{
+	if (name != NULL) {
+		const struct mk_config_account *a = mk_config_find_account(cfg, name);
+		if (a == NULL) {
+			fprintf(stderr, "mailkeep: %s: no account named \"%s\"", cfg->path, name);
+			if (cfg->n_accounts > 0) {
+				fprintf(stderr, " (accounts:");
+				for (size_t i = 0; i < cfg->n_accounts; i++)
+					fprintf(stderr, " %s", cfg->accounts[i].name);
+				fprintf(stderr, ")");
+			}
+			fprintf(stderr, "\n");
+		}
+		return a;
+	}
+	if (cfg->n_accounts == 1)
+		return &cfg->accounts[0];
+	if (cfg->n_accounts == 0)
+		fprintf(stderr, "mailkeep: %s: no [account NAME] section\n", cfg->path);
+	else
+		fprintf(stderr, "mailkeep: %s has %zu accounts; name one\n", cfg->path, cfg->n_accounts);
+	return NULL;
+}

@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * imap_client.c - the IMAP client core: framing, status responses, tags,
+ * capabilities, and the commands needed so far (CAPABILITY, STARTTLS,
+ * LOGIN, AUTHENTICATE PLAIN, LIST, NOOP, LOGOUT).
+ *
+ * Security rules enforced here, not left to callers:
+ *  - credentials (LOGIN, AUTHENTICATE) are refused until the owner has
+ *    declared TLS active: Dovecot on loopback, or a STARTTLS-stripping
+ *    attacker, would otherwise get them in clear;
+ *  - bytes that follow the tagged OK to STARTTLS in the same read are a
+ *    protocol error (an injection), never processed (curl's check);
+ *  - capabilities are forgotten after STARTTLS and after login;
+ *  - output that held credentials is wiped once handed to the transport.
+ */
+#include "mk_imap.h"
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "mk_limits.h"
+#include "mk_str.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define IN_MAX (MK_LIMIT_IMAP_LINE + MK_LIMIT_IMAP_LITERAL_INLINE * 4)
+
+void mk_imap_client_init(struct mk_imap_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->state = MK_IMAP_STATE_GREETING;
+	mk_buf_init(&c->in, IN_MAX);
+	mk_buf_init(&c->out, 1024 * 1024);
+	mk_buf_init(&c->ev_text, MK_LIMIT_IMAP_LINE * 2);
+	mk_imap_args_init(&c->args);
+	c->next_tag = 1;
+}
+
+static void free_caps(struct mk_imap_client *c)
+{
+	for (unsigned i = 0; i < c->n_caps; i++)
+		MK_FREE(&c->caps[i]);
+	c->n_caps = 0;
+	c->caps_known = false;
+}
+
+void mk_imap_client_cleanup(struct mk_imap_client *c)
+{
+	mk_buf_cleanup(&c->in);
+	mk_buf_cleanup_wipe(&c->out);
+	mk_buf_cleanup(&c->ev_text);
+	mk_imap_args_cleanup(&c->args);
+	free_caps(c);
+	MK_FREE(&c->list_raw);
+	MK_FREE(&c->list_name);
+}
+
+static int fail(struct mk_imap_client *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct mk_imap_client *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->errbuf, sizeof(c->errbuf), fmt, ap);
+	va_end(ap);
+	c->error = c->errbuf;
+	c->state = MK_IMAP_STATE_FAILED;
+	return err;
+}
+
+const char *mk_imap_client_error(const struct mk_imap_client *c)
+{
+	return c->error ? c->error : "no error";
+}
+
+int mk_imap_client_feed(struct mk_imap_client *c, const uint8_t *p, size_t n)
+{
+	if (c->state == MK_IMAP_STATE_FAILED)
+		return MK_EPROTO;
+	if (c->state == MK_IMAP_STATE_STARTTLS && n > 0)
+		return fail(c, MK_EPROTO, "server sent data in clear after the STARTTLS go-ahead "
+					  "(possible injection attack; refused)");
+	if (mk_buf_append(&c->in, p, n) < 0)
+		return fail(c, MK_ETOOBIG, "server response exceeds the size limit of %d bytes", IN_MAX);
+	return 0;
+}
+
+/* Finds the end of one complete response at the start of c->in (line plus
+ * inline literals). Returns its length including the final CRLF, 0 when
+ * incomplete, or <0. *line_end_r is the length without the final CRLF. */
+static long frame(struct mk_imap_client *c, size_t *line_end_r)
+{
+	const uint8_t *p = c->in.data;
+	size_t n = c->in.len, i = 0, line_bytes = 0;
+	while (i < n) {
+		const uint8_t *lf = memchr(p + i, '\n', n - i);
+		size_t seg_end = lf ? (size_t)(lf - p) : n;
+		line_bytes += seg_end - i;
+		if (line_bytes > MK_LIMIT_IMAP_LINE)
+			return fail(c, MK_ETOOBIG, "server response line longer than %d bytes", MK_LIMIT_IMAP_LINE);
+		if (lf == NULL)
+			return 0;
+		size_t end = seg_end; /* at '\n' */
+		size_t text_end = end > 0 && p[end - 1] == '\r' ? end - 1 : end;
+		/* literal announcement "{123}" or "{123+}" at the end? */
+		size_t j = text_end;
+		if (j > 0 && p[j - 1] == '}') {
+			size_t k = j - 1;
+			if (k > 0 && p[k - 1] == '+')
+				k--;
+			size_t d = k;
+			while (d > 0 && p[d - 1] >= '0' && p[d - 1] <= '9')
+				d--;
+			if (d < k && d > 0 && p[d - 1] == '{') {
+				uint64_t len = 0;
+				for (size_t q = d; q < k; q++) {
+					len = len * 10 + (uint64_t)(p[q] - '0');
+					if (len > MK_LIMIT_IMAP_LITERAL_INLINE)
+						return fail(c, MK_ETOOBIG,
+							    "server sent a literal larger than %d bytes where "
+							    "mailkeep keeps data in memory",
+							    MK_LIMIT_IMAP_LITERAL_INLINE);
+				}
+				if (p[end - 1] != '\r')
+					return fail(c, MK_EPROTO, "literal announcement not ended by CRLF");
+				size_t lit_start = end + 1;
+				if (n - lit_start < len)
+					return 0;
+				i = lit_start + (size_t)len;
+				continue;
+			}
+		}
+		*line_end_r = text_end;
+		return (long)(end + 1);
+	}
+	return 0;
+}
+
+static const char *copy_text(struct mk_imap_client *c, const uint8_t *p, size_t n)
+{
+	/* ev_text is reset per event and reserved to fit; never reallocated
+	 * while an event's strings point into it. */
+	uint8_t *dst;
+	if (mk_buf_reserve(&c->ev_text, n + 1, &dst) < 0)
+		return "";
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	mk_buf_commit(&c->ev_text, n + 1);
+	return (const char *)dst;
+}
+
+static bool parse_status(const uint8_t *p, size_t n, enum mk_imap_status *st_r, size_t *len_r)
+{
+	static const struct {
+		const char *s;
+		enum mk_imap_status st;
+	} tab[] = {{"OK", MK_IMAP_OK}, {"NO", MK_IMAP_NO}, {"BAD", MK_IMAP_BAD},
+		   {"PREAUTH", MK_IMAP_PREAUTH}, {"BYE", MK_IMAP_BYE}};
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		size_t l = strlen(tab[i].s);
+		if (n >= l && strncasecmp((const char *)p, tab[i].s, l) == 0 && (n == l || p[l] == ' ')) {
+			*st_r = tab[i].st;
+			*len_r = l;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* "[CODE ...] text" or "text" after a status word. */
+static void split_code_text(struct mk_imap_client *c, const uint8_t *p, size_t n, struct mk_imap_event *ev)
+{
+	ev->code = NULL;
+	while (n > 0 && *p == ' ') {
+		p++;
+		n--;
+	}
+	if (n > 0 && *p == '[') {
+		const uint8_t *close = memchr(p, ']', n);
+		if (close != NULL) {
+			ev->code = copy_text(c, p + 1, (size_t)(close - p - 1));
+			n -= (size_t)(close - p) + 1;
+			p = close + 1;
+			while (n > 0 && *p == ' ') {
+				p++;
+				n--;
+			}
+		}
+	}
+	ev->text = copy_text(c, p, n);
+}
+
+static void set_caps(struct mk_imap_client *c, const uint8_t *p, size_t n)
+{
+	free_caps(c);
+	size_t i = 0;
+	while (i < n && c->n_caps < MK_IMAP_MAX_CAPS) {
+		while (i < n && p[i] == ' ')
+			i++;
+		size_t s = i;
+		while (i < n && p[i] != ' ')
+			i++;
+		if (i > s)
+			c->caps[c->n_caps++] = mk_xstrndup((const char *)p + s, i - s);
+	}
+	c->caps_known = true;
+}
+
+bool mk_imap_client_has_cap(const struct mk_imap_client *c, const char *cap)
+{
+	for (unsigned i = 0; i < c->n_caps; i++)
+		if (strcasecmp(c->caps[i], cap) == 0)
+			return true;
+	return false;
+}
+
+/* A "[CAPABILITY ...]" response code updates the capabilities. */
+static bool code_caps(struct mk_imap_client *c, const char *code)
+{
+	if (code != NULL && strncasecmp(code, "CAPABILITY ", 11) == 0) {
+		set_caps(c, (const uint8_t *)code + 11, strlen(code + 11));
+		return true;
+	}
+	return false;
+}
+
+static int parse_list(struct mk_imap_client *c, struct mk_imap_event *ev)
+{
+	const struct mk_imap_args *a = &c->args;
+	/* args: LIST (flags) delim name */
+	if (a->n < 2 || a->a[1].kind != MK_IMAP_ARG_LIST)
+		return fail(c, MK_EPROTO, "malformed LIST response");
+	uint32_t d = a->a[1].next;
+	if (d >= a->n)
+		return fail(c, MK_EPROTO, "malformed LIST response");
+	uint32_t nm = a->a[d].next;
+	if (nm >= a->n || a->a[nm].kind == MK_IMAP_ARG_LIST || a->a[nm].kind == MK_IMAP_ARG_NIL)
+		return fail(c, MK_EPROTO, "malformed LIST response (no name)");
+	MK_FREE(&c->list_raw);
+	MK_FREE(&c->list_name);
+	ev->list.flags = &a->a[1];
+	ev->list.delimiter = 0;
+	if (a->a[d].kind != MK_IMAP_ARG_NIL && a->a[d].v.n >= 1)
+		ev->list.delimiter = (char)a->a[d].v.p[0];
+	c->list_raw = mk_imap_arg_dup(&a->a[nm]);
+	if (mk_imap_utf7_decode(c->list_raw, &c->list_name) < 0)
+		c->list_name = mk_xstrdup(c->list_raw);
+	ev->list.name_raw = c->list_raw;
+	ev->list.name = c->list_name;
+	ev->list.noselect = false;
+	for (uint32_t k = 2, left = a->a[1].n_children; left > 0 && k < a->n; k = a->a[k].next, left--) {
+		if (mk_imap_arg_eq(&a->a[k], "\\Noselect") || mk_imap_arg_eq(&a->a[k], "\\NonExistent"))
+			ev->list.noselect = true;
+	}
+	return 1;
+}
+
+static int handle_untagged(struct mk_imap_client *c, const uint8_t *p, size_t n, struct mk_imap_event *ev)
+{
+	enum mk_imap_status st;
+	size_t sl;
+	if (parse_status(p, n, &st, &sl)) {
+		split_code_text(c, p + sl, n - sl, ev);
+		ev->status = st;
+		bool capped = code_caps(c, ev->code);
+		if (c->state == MK_IMAP_STATE_GREETING) {
+			ev->kind = MK_IMAP_EV_GREETING;
+			if (st == MK_IMAP_BYE)
+				c->state = MK_IMAP_STATE_LOGOUT;
+			else if (st == MK_IMAP_PREAUTH)
+				c->state = MK_IMAP_STATE_AUTH;
+			else if (st == MK_IMAP_OK)
+				c->state = MK_IMAP_STATE_NOT_AUTH;
+			else
+				return fail(c, MK_EPROTO, "unexpected greeting: %s", ev->text);
+			return 1;
+		}
+		if (st == MK_IMAP_BYE) {
+			ev->kind = MK_IMAP_EV_BYE;
+			c->state = MK_IMAP_STATE_LOGOUT;
+			return 1;
+		}
+		ev->kind = capped ? MK_IMAP_EV_CAPABILITY : MK_IMAP_EV_UNTAGGED;
+		return 1;
+	}
+	if (c->state == MK_IMAP_STATE_GREETING)
+		return fail(c, MK_EPROTO, "server did not start with a greeting");
+	if (n >= 10 && strncasecmp((const char *)p, "CAPABILITY", 10) == 0 && (n == 10 || p[10] == ' ')) {
+		set_caps(c, p + 10, n - 10);
+		ev->kind = MK_IMAP_EV_CAPABILITY;
+		return 1;
+	}
+	const char *lerr = "malformed";
+	int r = mk_imap_lexer_parse(&c->args, p, n, &lerr);
+	if (r < 0)
+		return fail(c, r, "cannot parse server response: %s", lerr);
+	ev->args = &c->args;
+	if (c->args.n > 0 && (mk_imap_arg_eq(&c->args.a[0], "LIST") || mk_imap_arg_eq(&c->args.a[0], "LSUB"))) {
+		ev->kind = MK_IMAP_EV_LIST;
+		return parse_list(c, ev);
+	}
+	ev->kind = MK_IMAP_EV_UNTAGGED;
+	return 1;
+}
+
+static void drop_pending(struct mk_imap_client *c, unsigned idx)
+{
+	memmove(&c->pending[idx], &c->pending[idx + 1], (c->n_pending - idx - 1) * sizeof(c->pending[0]));
+	c->n_pending--;
+}
+
+/* Releases output held back for a continuation request. */
+static bool release_held(struct mk_imap_client *c)
+{
+	if (c->out_ready >= c->out.len)
+		return false;
+	/* the next hold point is the next CRLF that ends a "{n}" or the end */
+	const uint8_t *p = c->out.data;
+	size_t i = c->out_ready;
+	for (;;) {
+		const uint8_t *lf = memchr(p + i, '\n', c->out.len - i);
+		if (lf == NULL) {
+			c->out_ready = c->out.len;
+			break;
+		}
+		size_t e = (size_t)(lf - p) + 1;
+		if (e >= 3 && p[e - 2] == '\r' && p[e - 3] == '}' && e < c->out.len) {
+			/* ends with a synchronising literal announcement: hold after */
+			size_t k = e - 4;
+			while (k > 0 && p[k] >= '0' && p[k] <= '9')
+				k--;
+			if (p[k] == '{') {
+				c->out_ready = e;
+				break;
+			}
+		}
+		if (c->held_sasl && e < c->out.len && e > c->out_ready) {
+			c->out_ready = e;
+			break;
+		}
+		i = e;
+		if (i >= c->out.len) {
+			c->out_ready = c->out.len;
+			break;
+		}
+	}
+	return true;
+}
+
+static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, size_t taglen,
+			 struct mk_imap_event *ev)
+{
+	uint64_t tag = 0;
+	char tagbuf[24];
+	if (taglen < 2 || taglen >= sizeof(tagbuf) || (p[0] != 'A' && p[0] != 'a'))
+		goto unknown;
+	memcpy(tagbuf, p + 1, taglen - 1);
+	tagbuf[taglen - 1] = '\0';
+	if (mk_str_to_u64(tagbuf, 1, UINT32_MAX, &tag) < 0)
+		goto unknown;
+	unsigned idx;
+	for (idx = 0; idx < c->n_pending; idx++)
+		if (c->pending[idx].tag == tag)
+			break;
+	if (idx == c->n_pending)
+		goto unknown;
+	enum mk_imap_status st;
+	size_t sl;
+	const uint8_t *rest = p + taglen + 1;
+	size_t rn = n > taglen ? n - taglen - 1 : 0;
+	if (!parse_status(rest, rn, &st, &sl) || st == MK_IMAP_PREAUTH || st == MK_IMAP_BYE)
+		return fail(c, MK_EPROTO, "malformed tagged response");
+	ev->kind = MK_IMAP_EV_TAGGED;
+	ev->tag = (unsigned)tag;
+	ev->cmd = c->pending[idx].kind;
+	ev->status = st;
+	split_code_text(c, rest + sl, rn - sl, ev);
+	drop_pending(c, idx);
+	/* A command that was waiting for "+" and got a final answer instead:
+	 * drop what it still held (it may be a password). */
+	if (c->held_tag == tag && c->out_ready < c->out.len)
+		mk_buf_truncate(&c->out, c->out_ready, true);
+	if (c->held_tag == tag) {
+		c->held_tag = 0;
+		c->held_sasl = false;
+	}
+	bool capped = code_caps(c, ev->code);
+	if (st == MK_IMAP_OK) {
+		switch (ev->cmd) {
+		case MK_IMAP_CMD_STARTTLS:
+			free_caps(c);
+			c->state = MK_IMAP_STATE_STARTTLS;
+			return 1;
+		case MK_IMAP_CMD_LOGIN:
+		case MK_IMAP_CMD_AUTHENTICATE_PLAIN:
+			c->state = MK_IMAP_STATE_AUTH;
+			if (!capped)
+				free_caps(c); /* ask again: they change after login */
+			break;
+		case MK_IMAP_CMD_LOGOUT:
+			c->state = MK_IMAP_STATE_LOGOUT;
+			break;
+		default:
+			break;
+		}
+	}
+	return 1;
+unknown:
+	return fail(c, MK_EPROTO, "tagged response for a command never sent: %.*s",
+		    (int)(taglen < 40 ? taglen : 40), (const char *)p);
+}
+
+int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev_r)
+{
+	if (c->state == MK_IMAP_STATE_FAILED)
+		return MK_EPROTO;
+	mk_buf_reset(&c->ev_text);
+	if (c->consume_next > 0) {
+		mk_buf_consume(&c->in, c->consume_next);
+		c->consume_next = 0;
+	}
+	for (;;) {
+		size_t line_end = 0;
+		long fl = frame(c, &line_end);
+		if (fl <= 0)
+			return (int)fl;
+		memset(ev_r, 0, sizeof(*ev_r));
+		const uint8_t *p = c->in.data;
+		int r;
+		if (line_end >= 1 && p[0] == '+' && (line_end == 1 || p[1] == ' ')) {
+			/* continuation request */
+			if (c->held_tag != 0 && release_held(c)) {
+				mk_buf_consume(&c->in, (size_t)fl);
+				continue;
+			}
+			ev_r->kind = MK_IMAP_EV_CONTINUATION;
+			ev_r->text = copy_text(c, p + (line_end > 1 ? 2 : 1), line_end > 1 ? line_end - 2 : 0);
+			r = 1;
+		} else if (line_end >= 2 && p[0] == '*' && p[1] == ' ') {
+			r = handle_untagged(c, p + 2, line_end - 2, ev_r);
+		} else {
+			const uint8_t *sp = memchr(p, ' ', line_end);
+			if (sp == NULL)
+				return fail(c, MK_EPROTO, "malformed server response");
+			r = handle_tagged(c, p, line_end, (size_t)(sp - p), ev_r);
+		}
+		if (r < 0)
+			return r;
+		/* args/strings point into c->in: copy what must outlive the
+		 * consume. Events are valid until the next call, and c->in is
+		 * only consumed at the start of the next call. */
+		c->consume_next = (size_t)fl;
+		if (c->state == MK_IMAP_STATE_STARTTLS && ev_r->kind == MK_IMAP_EV_TAGGED) {
+			if (c->in.len > (size_t)fl)
+				return fail(c, MK_EPROTO,
+					    "server sent data in clear after the STARTTLS go-ahead "
+					    "(possible injection attack; refused)");
+		}
+		return 1;
+	}
+}
+
+/* ---- commands ---- */
+
+static bool quotable(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
+		if (*p == '\r' || *p == '\n' || *p >= 0x80 || n > 1000)
+			return false;
+	return true;
+}
+
+/* Appends an astring: quoted when possible, else a literal (non-
+ * synchronising with LITERAL+, otherwise synchronising: the rest of the
+ * command is held until the server's "+"). */
+static int put_astring(struct mk_imap_client *c, const char *s, bool *sync_r)
+{
+	int r = 0;
+	if (quotable(s)) {
+		r |= mk_buf_append(&c->out, "\"", 1);
+		for (const char *p = s; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				r |= mk_buf_append(&c->out, "\\", 1);
+			r |= mk_buf_append(&c->out, p, 1);
+		}
+		r |= mk_buf_append(&c->out, "\"", 1);
+		return r < 0 ? MK_ETOOBIG : 0;
+	}
+	bool plus = mk_imap_client_has_cap(c, "LITERAL+");
+	if (mk_buf_printf(&c->out, "{%zu%s}\r\n", strlen(s), plus ? "+" : "") < 0)
+		return MK_ETOOBIG;
+	if (!plus)
+		*sync_r = true;
+	return mk_buf_append_str(&c->out, s) < 0 ? MK_ETOOBIG : 0;
+}
+
+int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cmd, unsigned *tag_r)
+{
+	if (c->state == MK_IMAP_STATE_FAILED || c->state == MK_IMAP_STATE_LOGOUT ||
+	    c->state == MK_IMAP_STATE_STARTTLS)
+		return MK_ESTATE;
+	if (c->n_pending >= MK_IMAP_MAX_PENDING)
+		return MK_ETOOBIG;
+	bool secret = cmd->kind == MK_IMAP_CMD_LOGIN || cmd->kind == MK_IMAP_CMD_AUTHENTICATE_PLAIN;
+	if (secret) {
+		/* Never send credentials in clear, whatever the server allows. */
+		if (!c->tls_active || c->state != MK_IMAP_STATE_NOT_AUTH || cmd->a == NULL || cmd->b == NULL)
+			return MK_ESTATE;
+	}
+	if (cmd->kind == MK_IMAP_CMD_STARTTLS && (c->tls_active || c->state != MK_IMAP_STATE_NOT_AUTH))
+		return MK_ESTATE;
+	if (c->held_tag != 0)
+		return MK_ESTATE; /* one command waiting for "+" at a time */
+	unsigned tag = c->next_tag++;
+	size_t start = c->out.len;
+	bool sync = false;
+	int r = mk_buf_printf(&c->out, "A%u ", tag) < 0 ? MK_ETOOBIG : 0;
+	switch (cmd->kind) {
+	case MK_IMAP_CMD_CAPABILITY:
+		r = r ? r : mk_buf_append_str(&c->out, "CAPABILITY\r\n");
+		break;
+	case MK_IMAP_CMD_NOOP:
+		r = r ? r : mk_buf_append_str(&c->out, "NOOP\r\n");
+		break;
+	case MK_IMAP_CMD_STARTTLS:
+		r = r ? r : mk_buf_append_str(&c->out, "STARTTLS\r\n");
+		break;
+	case MK_IMAP_CMD_LOGOUT:
+		r = r ? r : mk_buf_append_str(&c->out, "LOGOUT\r\n");
+		break;
+	case MK_IMAP_CMD_LOGIN:
+		r = r ? r : mk_buf_append_str(&c->out, "LOGIN ");
+		r = r ? r : put_astring(c, cmd->a, &sync);
+		r = r ? r : mk_buf_append_str(&c->out, " ");
+		r = r ? r : put_astring(c, cmd->b, &sync);
+		r = r ? r : mk_buf_append_str(&c->out, "\r\n");
+		break;
+	case MK_IMAP_CMD_AUTHENTICATE_PLAIN: {
+		/* RFC 4616: authzid NUL authcid NUL passwd */
+		size_t ul = strlen(cmd->a), pl = strlen(cmd->b);
+		if (ul + pl + 2 > MK_LIMIT_SASL_LINE / 2) {
+			r = MK_ETOOBIG;
+			break;
+		}
+		struct mk_buf raw;
+		mk_buf_init(&raw, MK_LIMIT_SASL_LINE);
+		(void)mk_buf_append(&raw, "", 1);
+		(void)mk_buf_append(&raw, cmd->a, ul);
+		(void)mk_buf_append(&raw, "", 1);
+		(void)mk_buf_append(&raw, cmd->b, pl);
+		size_t b64len = MK_BASE64_ENCLEN(raw.len);
+		char *b64 = mk_xmalloc(b64len + 1);
+		mk_base64_encode(raw.data, raw.len, b64, b64len + 1);
+		mk_buf_cleanup_wipe(&raw);
+		bool ir = mk_imap_client_has_cap(c, "SASL-IR");
+		r = r ? r : mk_buf_append_str(&c->out, ir ? "AUTHENTICATE PLAIN " : "AUTHENTICATE PLAIN\r\n");
+		r = r ? r : mk_buf_append(&c->out, b64, b64len);
+		r = r ? r : mk_buf_append_str(&c->out, "\r\n");
+		explicit_bzero(b64, b64len);
+		mk_free(b64);
+		if (!ir) {
+			sync = true;
+			c->held_sasl = true;
+		}
+		break;
+	}
+	case MK_IMAP_CMD_LIST:
+		r = r ? r : mk_buf_append_str(&c->out, "LIST ");
+		r = r ? r : put_astring(c, cmd->a ? cmd->a : "", &sync);
+		r = r ? r : mk_buf_append_str(&c->out, " ");
+		r = r ? r : put_astring(c, cmd->b ? cmd->b : "*", &sync);
+		r = r ? r : mk_buf_append_str(&c->out, "\r\n");
+		break;
+	}
+	if (r < 0) {
+		mk_buf_truncate(&c->out, start, true);
+		c->held_sasl = false;
+		return MK_ETOOBIG;
+	}
+	if (sync) {
+		/* Send up to the first hold point now. */
+		c->held_tag = tag;
+		size_t keep = c->out_ready;
+		c->out_ready = start;
+		release_held(c);
+		if (c->out_ready < keep)
+			c->out_ready = keep;
+	} else if (c->held_tag == 0) {
+		c->out_ready = c->out.len;
+	}
+	c->pending[c->n_pending].tag = tag;
+	c->pending[c->n_pending].kind = cmd->kind;
+	c->n_pending++;
+	*tag_r = tag;
+	return 0;
+}
+
+struct mk_slice mk_imap_client_output(const struct mk_imap_client *c)
+{
+	struct mk_slice s = {c->out.data, c->out_ready};
+	return s;
+}
+
+void mk_imap_client_output_done(struct mk_imap_client *c, size_t n)
+{
+	MK_ASSERT(n <= c->out_ready);
+	/* wipe what left: it may have been a password */
+	explicit_bzero(c->out.data, n);
+	mk_buf_consume(&c->out, n);
+	explicit_bzero(c->out.data + c->out.len, n);
+	c->out_ready -= n;
+}
+
+void mk_imap_client_tls_started(struct mk_imap_client *c)
+{
+	c->tls_active = true;
+	if (c->state == MK_IMAP_STATE_STARTTLS) {
+		c->state = MK_IMAP_STATE_NOT_AUTH;
+		free_caps(c);
+	}
+}
+
+const char *mk_imap_status_name(enum mk_imap_status s)
+{
+	switch (s) {
+	case MK_IMAP_OK:
+		return "OK";
+	case MK_IMAP_NO:
+		return "NO";
+	case MK_IMAP_BAD:
+		return "BAD";
+	case MK_IMAP_PREAUTH:
+		return "PREAUTH";
+	case MK_IMAP_BYE:
+		return "BYE";
+	}
+	return "?";
+}

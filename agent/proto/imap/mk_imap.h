@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_imap.h - the sans-I/O IMAP client core (RFC 3501 as Exchange speaks it).
+ *
+ * The core never reads or writes a socket, never reads the clock and never
+ * calls back: bytes go in with mk_imap_client_feed(), events come out of
+ * mk_imap_client_next_event(), and bytes to send come out of
+ * mk_imap_client_output(). Results do not depend on how input is split.
+ *
+ * A response is framed first (its line plus any {n} literals, bounded by
+ * MK_LIMIT_IMAP_LINE and MK_LIMIT_IMAP_LITERAL_INLINE) and then tokenised
+ * by imap_lexer.c into a flat array of arguments, with depth and count
+ * limits. Streaming of large literals (message bodies) is added with the
+ * backup engine; until then a literal over the inline limit is MK_ETOOBIG.
+ */
+#ifndef MK_IMAP_H
+#define MK_IMAP_H
+
+#include "mk_buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- arguments (imap_lexer.c) ---- */
+
+enum mk_imap_arg_kind {
+	MK_IMAP_ARG_ATOM = 0, /* also numbers and flags like \Seen */
+	MK_IMAP_ARG_STRING,   /* quoted, unescaped */
+	MK_IMAP_ARG_LITERAL,  /* {n} */
+	MK_IMAP_ARG_NIL,
+	MK_IMAP_ARG_LIST,     /* (...) ; children follow in the array */
+};
+
+struct mk_imap_arg {
+	enum mk_imap_arg_kind kind;
+	struct mk_slice v;     /* ATOM/STRING/LITERAL text (not NUL-terminated) */
+	uint32_t n_children;   /* LIST: direct children */
+	uint32_t next;         /* index of the next sibling (skips children) */
+};
+
+struct mk_imap_args {
+	struct mk_imap_arg *a;
+	uint32_t n, cap;
+	struct mk_buf strbuf; /* unescaped quoted strings */
+};
+
+void mk_imap_args_init(struct mk_imap_args *args);
+void mk_imap_args_cleanup(struct mk_imap_args *args);
+/* Tokenises `p[0..n)` (a framed response line with its literals inline,
+ * without the final CRLF). Stops at the end or at an unbalanced ')'.
+ * Returns: 0, MK_EPROTO (malformed; *error_r static), MK_ETOOBIG. */
+int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, const char **error_r);
+/* True when arg is an ATOM/STRING/LITERAL equal to s (ASCII case-insensitive). */
+bool mk_imap_arg_eq(const struct mk_imap_arg *arg, const char *s);
+/* Copies a string-ish arg (ATOM/STRING/LITERAL) into a new C string; NIL
+ * gives NULL. Embedded NULs are kept as-is (callers treat as C strings). */
+char *mk_imap_arg_dup(const struct mk_imap_arg *arg);
+
+/* ---- modified UTF-7 mailbox names (utf7.c), RFC 3501 §5.1.3 ---- */
+
+/* Returns: 0, MK_EINVAL (malformed). *out_r is a new string. */
+int mk_imap_utf7_decode(const char *in, char **out_r);
+int mk_imap_utf7_encode(const char *utf8, char **out_r);
+
+/* ---- the client core (imap_client.c) ---- */
+
+enum mk_imap_status {
+	MK_IMAP_OK = 0,
+	MK_IMAP_NO,
+	MK_IMAP_BAD,
+	MK_IMAP_PREAUTH,
+	MK_IMAP_BYE,
+};
+
+enum mk_imap_event_kind {
+	MK_IMAP_EV_GREETING = 1, /* status OK, PREAUTH or BYE */
+	MK_IMAP_EV_CAPABILITY,   /* capabilities (re)learned */
+	MK_IMAP_EV_LIST,         /* one LIST/LSUB line */
+	MK_IMAP_EV_UNTAGGED,     /* other untagged data (args available) */
+	MK_IMAP_EV_CONTINUATION, /* "+ ..." not consumed by the core */
+	MK_IMAP_EV_TAGGED,       /* a command completed */
+	MK_IMAP_EV_BYE,          /* untagged BYE after the greeting */
+	/* The go-ahead for STARTTLS is the TAGGED OK of MK_IMAP_CMD_STARTTLS:
+	 * the owner starts TLS, then calls mk_imap_client_tls_started(). */
+};
+
+enum mk_imap_cmd_kind {
+	MK_IMAP_CMD_CAPABILITY = 0,
+	MK_IMAP_CMD_NOOP,
+	MK_IMAP_CMD_STARTTLS,
+	MK_IMAP_CMD_LOGIN,             /* user, pass */
+	MK_IMAP_CMD_AUTHENTICATE_PLAIN, /* user, pass (SASL-IR when offered) */
+	MK_IMAP_CMD_LIST,              /* ref, pattern */
+	MK_IMAP_CMD_LOGOUT,
+};
+
+struct mk_imap_cmd {
+	enum mk_imap_cmd_kind kind;
+	const char *a; /* user / reference */
+	const char *b; /* password / pattern */
+};
+
+struct mk_imap_list {
+	const struct mk_imap_arg *flags; /* a LIST arg */
+	char delimiter;                 /* 0 for NIL */
+	char *name_raw;                 /* as on the wire (modified UTF-7) */
+	char *name;                     /* decoded UTF-8 (== raw copy if not decodable) */
+	bool noselect;
+};
+
+struct mk_imap_event {
+	enum mk_imap_event_kind kind;
+	/* TAGGED / GREETING / BYE */
+	unsigned tag; /* TAGGED: the tag number from submit */
+	enum mk_imap_cmd_kind cmd;
+	enum mk_imap_status status;
+	const char *code; /* response code text inside [...] or NULL */
+	const char *text; /* human-readable text */
+	/* UNTAGGED: args[0] is the first token after "*" */
+	const struct mk_imap_args *args;
+	/* LIST */
+	struct mk_imap_list list;
+};
+
+enum mk_imap_state {
+	MK_IMAP_STATE_GREETING = 0,
+	MK_IMAP_STATE_NOT_AUTH,
+	MK_IMAP_STATE_AUTH,
+	MK_IMAP_STATE_LOGOUT,
+	MK_IMAP_STATE_STARTTLS, /* go-ahead received: nothing more may arrive in clear */
+	MK_IMAP_STATE_FAILED,
+};
+
+#define MK_IMAP_MAX_PENDING 32
+#define MK_IMAP_MAX_CAPS 64
+
+struct mk_imap_pending {
+	unsigned tag;
+	enum mk_imap_cmd_kind kind;
+};
+
+struct mk_imap_client {
+	enum mk_imap_state state;
+	struct mk_buf in;  /* unconsumed input */
+	struct mk_buf out; /* bytes to send (may hold credentials: wiped) */
+	size_t out_ready;  /* bytes of `out` that may be sent now (rest waits for "+") */
+	struct mk_buf ev_text; /* event strings (code/text) */
+	struct mk_imap_args args;
+	unsigned next_tag;
+	struct mk_imap_pending pending[MK_IMAP_MAX_PENDING];
+	unsigned n_pending;
+	char *caps[MK_IMAP_MAX_CAPS];
+	unsigned n_caps;
+	bool caps_known;
+	bool tls_active; /* set by the owner after TLS is up */
+	unsigned held_tag; /* command whose output waits for "+" (0: none) */
+	bool held_sasl;    /* ... a SASL response (one line per "+") */
+	size_t consume_next; /* bytes of `in` the last event used */
+	char *list_raw, *list_name;
+	const char *error;
+	char errbuf[160];
+};
+
+void mk_imap_client_init(struct mk_imap_client *c);
+void mk_imap_client_cleanup(struct mk_imap_client *c);
+
+/* Takes all of `n` bytes into the core's input buffer.
+ * Returns: 0, MK_ETOOBIG (input over the limits: a response too long),
+ * MK_EPROTO (bytes after the STARTTLS go-ahead). */
+int mk_imap_client_feed(struct mk_imap_client *c, const uint8_t *p, size_t n);
+
+/* Pulls the next event. Returns 1 (event in *ev_r, valid until the next
+ * call into the core), 0 (need more input), or <0: MK_EPROTO, MK_ETOOBIG
+ * (mk_imap_client_error() says what). An error is final. */
+int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev_r);
+
+/* Queues a command. Returns 0 (*tag_r set), MK_ESTATE (not valid now:
+ * e.g. LOGIN without TLS — the core refuses to send credentials in clear
+ * unless the owner declared TLS active), MK_ETOOBIG (too many pending). */
+int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cmd, unsigned *tag_r);
+
+/* Bytes to send now; valid until the next call into the core. */
+struct mk_slice mk_imap_client_output(const struct mk_imap_client *c);
+/* `n` bytes were handed to the transport; they are wiped from memory. */
+void mk_imap_client_output_done(struct mk_imap_client *c, size_t n);
+
+/* The owner finished the TLS upgrade (or connected with implicit TLS). */
+void mk_imap_client_tls_started(struct mk_imap_client *c);
+
+bool mk_imap_client_has_cap(const struct mk_imap_client *c, const char *cap);
+const char *mk_imap_client_error(const struct mk_imap_client *c);
+const char *mk_imap_status_name(enum mk_imap_status s);
+
+#endif

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_imap_session.h - one IMAP core on one connection: feeds the core,
+ * drains its events, writes its output, and performs the TLS part of the
+ * protocol (STARTTLS when asked) so no caller can get it wrong. No policy.
+ *
+ * Lifetime: like mk_conn: start fails synchronously or on_close runs
+ * exactly once, after which the session is freed. The owner may call
+ * mk_imap_session_close() from any callback.
+ */
+#ifndef MK_IMAP_SESSION_H
+#define MK_IMAP_SESSION_H
+
+#include "mk_conn.h"
+#include "mk_imap.h"
+
+struct mk_imap_session;
+
+struct mk_imap_session_opts {
+	struct mk_conn_opts conn; /* conn.implicit_tls false means STARTTLS, mandatory */
+	bool trace;               /* log protocol lines (credentials hidden) at TRACE level */
+};
+
+struct mk_imap_session_cbs {
+	/* Greeting received and TLS verified (after STARTTLS if used). */
+	void (*on_ready)(struct mk_imap_session *s, void *ud);
+	/* Every event after on_ready; valid during the call. */
+	void (*on_event)(struct mk_imap_session *s, const struct mk_imap_event *ev, void *ud);
+	/* Exactly once; err 0 after a clean LOGOUT or mk_imap_session_close(). */
+	void (*on_close)(struct mk_imap_session *s, int err, const char *msg, void *ud);
+};
+
+/* Returns: 0, or the error of mk_conn_start() (no callback then). */
+int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *opts,
+			  const struct mk_imap_session_cbs *cbs, void *ud, struct mk_imap_session **s_r);
+/* Returns: 0, MK_ESTATE, MK_ETOOBIG (see mk_imap_client_submit). */
+int mk_imap_session_submit(struct mk_imap_session *s, const struct mk_imap_cmd *cmd, unsigned *tag_r);
+bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap);
+/* Closes now (no LOGOUT); on_close(0). */
+void mk_imap_session_close(struct mk_imap_session *s);
+/* Fails the session with the owner's reason; on_close(err, msg). */
+void mk_imap_session_abort(struct mk_imap_session *s, int err, const char *msg);
+struct mk_conn *mk_imap_session_conn(struct mk_imap_session *s);
+
+#endif

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_config.h - the configuration: an immutable tree of plain structs with
+ * every default filled in.
+ *
+ * The file is INI (libinih): a [defaults] section, then [account NAME]
+ * sections of `key = value`. mk_config_parse() works on a memory buffer (so
+ * it can be fuzzed); only load.c touches files. Errors read
+ * "FILE:LINE: message". Secrets (password, pass_cmd output) are never
+ * printed: mk_config_dump() masks them.
+ *
+ * Only config/ includes <ini.h> or touches inih's process-global knobs.
+ */
+#ifndef MK_CONFIG_H
+#define MK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum mk_config_provider {
+	MK_CONFIG_PROVIDER_CUSTOM = 0,
+	MK_CONFIG_PROVIDER_OUTLOOK,
+	MK_CONFIG_PROVIDER_OFFICE365,
+};
+
+enum mk_config_auth {
+	MK_CONFIG_AUTH_XOAUTH2 = 0,
+	MK_CONFIG_AUTH_PLAIN,
+	MK_CONFIG_AUTH_LOGIN,
+};
+
+enum mk_config_tls {
+	MK_CONFIG_TLS_IMPLICIT = 0, /* TLS from the first byte (993, 995, 465) */
+	MK_CONFIG_TLS_STARTTLS,     /* plain connect, then mandatory upgrade */
+};
+
+struct mk_config_server {
+	char *host; /* NULL when the account has no such server */
+	uint16_t port;
+	enum mk_config_tls tls;
+};
+
+struct mk_config_account {
+	char *name;  /* the [account NAME] */
+	unsigned line; /* line of the section header, for messages */
+	enum mk_config_provider provider;
+	char *email;
+	char *user;     /* defaults to email */
+	enum mk_config_auth auth;
+	char *password; /* inline secret, or NULL */
+	char *pass_cmd; /* run through /bin/sh at connect time, or NULL */
+	struct mk_config_server imap;
+	struct mk_config_server pop3;
+	struct mk_config_server smtp;
+	char *tls_ca_file;     /* extra trusted CA file, or NULL */
+	char *tls_fingerprint; /* "sha256/BASE64" of the SPKI, or NULL */
+};
+
+struct mk_config {
+	char *path;  /* file name as given, for messages */
+	char *store; /* LMDB environment directory, ~ expanded */
+	size_t n_accounts;
+	struct mk_config_account *accounts;
+};
+
+/* Parses `len` bytes (need not be NUL-terminated) named `name` (used in
+ * messages). On success *cfg_r is a new tree (mk_config_free it). On error
+ * *error_r is a new string "NAME:LINE: message" (mk_free it).
+ * `home` expands a leading "~/" in paths (NULL: $HOME).
+ * Returns: 0, MK_ECONFIG. */
+int mk_config_parse(const char *buf, size_t len, const char *name, const char *home,
+		    struct mk_config **cfg_r, char **error_r);
+
+/* Reads and parses a file. With path == NULL uses $MAILKEEP_CONFIG, else
+ * $XDG_CONFIG_HOME/mailkeep/config, else ~/.config/mailkeep/config.
+ * A file that holds `password` must be a regular file owned by the user with
+ * no group/other permissions; otherwise the error names the chmod to run.
+ * Returns: 0, MK_ECONFIG, MK_EPERM, MK_ENOTFOUND (error_r set in each case). */
+int mk_config_load(const char *path, struct mk_config **cfg_r, char **error_r);
+
+/* The default path (new string). */
+char *mk_config_default_path(void);
+
+void mk_config_free(struct mk_config **cfg);
+
+/* Finds an account by name, or NULL. */
+const struct mk_config_account *mk_config_find_account(const struct mk_config *cfg, const char *name);
+
+/* Writes the resolved configuration, secrets masked, for check-config. */
+void mk_config_dump(const struct mk_config *cfg, FILE *out);
+
+/* Obtains the account's secret: `password`, or the first line of
+ * `pass_cmd`'s stdout (run via /bin/sh -c, stdin /dev/null, bounded output
+ * and time). *secret_r is a new string the caller must wipe and free with
+ * mk_config_secret_free(). On failure *error_r is a new string naming the
+ * account and what went wrong (exit status, empty output, timeout), never
+ * the secret. Returns: 0, MK_ECMD, MK_ENOTFOUND (no secret configured). */
+int mk_config_get_secret(const struct mk_config_account *acct, char **secret_r, char **error_r);
+void mk_config_secret_free(char **secret);
+
+const char *mk_config_tls_name(enum mk_config_tls tls);
+const char *mk_config_auth_name(enum mk_config_auth auth);
+const char *mk_config_provider_name(enum mk_config_provider p);
+
+#endif

@@ -1,0 +1,516 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * validate.c - the meaning of the configuration: checks each value on its
+ * own (called by parse.c as the key is read, so errors come in file order),
+ * then resolves the raw tree into the public struct mk_config: [defaults]
+ * inheritance, provider presets, default ports and TLS modes, "~/"
+ * expansion, and the checks that involve several keys. Also frees, looks up
+ * and prints the tree. Never quotes a password or pass_cmd value, and does
+ * no I/O except mk_config_dump() on the caller's stream.
+ *
+ * An empty file (no accounts) resolves fine: `mailkeep check-config` on a
+ * fresh file should explain what is missing rather than fail to parse, so
+ * mk_config_dump() says "no accounts" and commands that need an account
+ * report it themselves.
+ */
+#include "config_int.h"
+
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "mk_limits.h"
+#include "mk_str.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const provider_names[] = {"custom", "outlook", "office365", NULL};
+static const enum mk_config_provider provider_values[] = {
+	MK_CONFIG_PROVIDER_CUSTOM, MK_CONFIG_PROVIDER_OUTLOOK, MK_CONFIG_PROVIDER_OFFICE365};
+static const char *const auth_names[] = {"xoauth2", "plain", "login", NULL};
+static const enum mk_config_auth auth_values[] = {MK_CONFIG_AUTH_XOAUTH2, MK_CONFIG_AUTH_PLAIN,
+						  MK_CONFIG_AUTH_LOGIN};
+static const char *const tls_names[] = {"implicit", "starttls", NULL};
+static const enum mk_config_tls tls_values[] = {MK_CONFIG_TLS_IMPLICIT, MK_CONFIG_TLS_STARTTLS};
+
+#define SPKI_HINT                                                              \
+	"compute it with: openssl x509 -in cert.pem -pubkey -noout | "         \
+	"openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"
+
+static int bad_enum(const char *key, const char *value, const char *const *names, const char *expected,
+		    char *msg, size_t msgsz)
+{
+	const char *sugg = mk__config_suggest(names, value);
+	if (sugg != NULL)
+		snprintf(msg, msgsz, "bad %s \"%s\": expected %s (did you mean \"%s\"?)", key, value, expected, sugg);
+	else
+		snprintf(msg, msgsz, "bad %s \"%s\": expected %s", key, value, expected);
+	return MK_ECONFIG;
+}
+
+static int check_host(const char *key, const char *v, char *msg, size_t msgsz)
+{
+	size_t colons = 0;
+	for (const char *s = v; *s != '\0'; s++) {
+		if (*s == ':') {
+			colons++;
+		} else if (!isalnum((unsigned char)*s) && *s != '.' && *s != '-' && *s != '_') {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a host name such as outlook.office365.com", key, v);
+			return MK_ECONFIG;
+		}
+	}
+	/* One colon is "host:port"; several are an IPv6 address. */
+	if (colons == 1) {
+		snprintf(msg, msgsz, "bad %s \"%s\": give the port separately, as %.4s_port", key, v, key);
+		return MK_ECONFIG;
+	}
+	if (strlen(v) > 253) {
+		snprintf(msg, msgsz, "bad %s: a host name has at most 253 characters", key);
+		return MK_ECONFIG;
+	}
+	return 0;
+}
+
+static int check_email(const char *v, char *msg, size_t msgsz)
+{
+	const char *at = strrchr(v, '@');
+	bool ok = at != NULL && at != v && at[1] != '\0' && strchr(at + 1, '.') != NULL;
+	for (const char *s = v; ok && *s != '\0'; s++) {
+		if (isspace((unsigned char)*s))
+			ok = false;
+	}
+	if (!ok) {
+		snprintf(msg, msgsz, "bad email \"%s\": expected an address like me@outlook.com", v);
+		return MK_ECONFIG;
+	}
+	return 0;
+}
+
+static int check_fingerprint(const char *v, char *msg, size_t msgsz)
+{
+	static const char prefix[] = "sha256/";
+	uint8_t digest[48];
+	bool ok = false;
+	if (mk_str_has_prefix(v, prefix)) {
+		const char *b64 = v + strlen(prefix);
+		size_t n = strlen(b64);
+		/* 32 bytes encode to 44 characters with one '=' of padding. */
+		ok = n == MK_BASE64_ENCLEN(32) && mk_base64_decode(b64, n, digest, sizeof(digest)) == 32;
+	}
+	if (ok)
+		return 0;
+	if (strchr(v, ':') != NULL && !mk_str_has_prefix(v, prefix))
+		snprintf(msg, msgsz,
+			 "bad tls_fingerprint \"%s\": this looks like a hex certificate fingerprint, but mailkeep pins "
+			 "the server's public key as \"sha256/\" + base64 (44 characters); " SPKI_HINT,
+			 v);
+	else
+		snprintf(msg, msgsz,
+			 "bad tls_fingerprint \"%s\": expected \"sha256/\" followed by the base64 SHA-256 of the "
+			 "server's public key (44 characters); " SPKI_HINT,
+			 v);
+	return MK_ECONFIG;
+}
+
+int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, size_t msgsz)
+{
+	const char *kn = mk__config_keys[key].name;
+	uint64_t port;
+	switch (key) {
+	case MK__CONFIG_KEY_STORE:
+	case MK__CONFIG_KEY_TLS_CA_FILE:
+		/* A relative path would depend on the daemon's working
+		 * directory. */
+		if (v[0] != '/' && !mk_str_has_prefix(v, "~/")) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected an absolute path or one starting with ~/", kn,
+				 v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_PROVIDER:
+		if (mk__config_lookup(provider_names, v) < 0)
+			return bad_enum(kn, v, provider_names, "outlook, office365 or custom", msg, msgsz);
+		return 0;
+	case MK__CONFIG_KEY_AUTH:
+		if (mk__config_lookup(auth_names, v) < 0)
+			return bad_enum(kn, v, auth_names, "xoauth2, plain or login", msg, msgsz);
+		return 0;
+	case MK__CONFIG_KEY_IMAP_TLS:
+	case MK__CONFIG_KEY_POP3_TLS:
+	case MK__CONFIG_KEY_SMTP_TLS:
+		if (mk__config_lookup(tls_names, v) < 0)
+			return bad_enum(kn, v, tls_names, "implicit or starttls", msg, msgsz);
+		return 0;
+	case MK__CONFIG_KEY_IMAP_PORT:
+	case MK__CONFIG_KEY_POP3_PORT:
+	case MK__CONFIG_KEY_SMTP_PORT:
+		if (mk_str_to_u64(v, 1, 65535, &port) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a port number from 1 to 65535", kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_IMAP_HOST:
+	case MK__CONFIG_KEY_POP3_HOST:
+	case MK__CONFIG_KEY_SMTP_HOST:
+		return check_host(kn, v, msg, msgsz);
+	case MK__CONFIG_KEY_EMAIL:
+		return check_email(v, msg, msgsz);
+	case MK__CONFIG_KEY_TLS_FINGERPRINT:
+		return check_fingerprint(v, msg, msgsz);
+	case MK__CONFIG_KEY_USER:
+	case MK__CONFIG_KEY_PASSWORD:
+	case MK__CONFIG_KEY_PASS_CMD:
+	case MK__CONFIG_KEY_COUNT:
+		break;
+	}
+	return 0;
+}
+
+/* ---- resolution ---- */
+
+struct resolver {
+	const struct mk__config_raw *raw;
+	const struct mk__config_resolve_ctx *ctx;
+	char *error;
+};
+
+static void rfail(struct resolver *r, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void rfail(struct resolver *r, unsigned line, const char *fmt, ...)
+{
+	if (r->error != NULL)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		r->error = mk_xasprintf("%s:%u: %s", r->ctx->name, line, msg);
+	else
+		r->error = mk_xasprintf("%s: %s", r->ctx->name, msg);
+}
+
+/* The account's own value, else the one from [defaults], else NULL. */
+static const struct mk__config_value *get(const struct resolver *r, const struct mk__config_section *a,
+					  enum mk__config_key k)
+{
+	if (a->v[k].text != NULL)
+		return &a->v[k];
+	if (r->raw->have_defaults && r->raw->defaults.v[k].text != NULL)
+		return &r->raw->defaults.v[k];
+	return NULL;
+}
+
+static bool usable_home(const char *home)
+{
+	return home != NULL && home[0] == '/';
+}
+
+/* "~/x" -> HOME/x; anything else is copied. */
+static int expand_path(struct resolver *r, const struct mk__config_value *v, const char *key, char **out_r)
+{
+	if (!mk_str_has_prefix(v->text, "~/")) {
+		*out_r = mk_xstrdup(v->text);
+		return 0;
+	}
+	const char *home = r->ctx->home;
+	if (!usable_home(home)) {
+		rfail(r, v->line, "cannot expand \"~/\" in %s: HOME is not set to an absolute path", key);
+		return MK_ECONFIG;
+	}
+	size_t hl = strlen(home);
+	while (hl > 1 && home[hl - 1] == '/')
+		hl--;
+	*out_r = mk_xasprintf("%.*s%s", (int)hl, home, v->text + 1);
+	return 0;
+}
+
+static int resolve_store(struct resolver *r, struct mk_config *cfg)
+{
+	if (r->raw->have_defaults && r->raw->defaults.v[MK__CONFIG_KEY_STORE].text != NULL)
+		return expand_path(r, &r->raw->defaults.v[MK__CONFIG_KEY_STORE], "store", &cfg->store);
+	/* XDG Base Directory: an empty or relative XDG_DATA_HOME is ignored. */
+	const char *xdg = r->ctx->env->get(r->ctx->env->ctx, "XDG_DATA_HOME");
+	if (xdg != NULL && xdg[0] == '/') {
+		cfg->store = mk_xasprintf("%s/mailkeep", xdg);
+		return 0;
+	}
+	if (!usable_home(r->ctx->home)) {
+		rfail(r, 0, "neither XDG_DATA_HOME nor HOME is set, so there is no default store; "
+			    "set store in [defaults]");
+		return MK_ECONFIG;
+	}
+	size_t hl = strlen(r->ctx->home);
+	while (hl > 1 && r->ctx->home[hl - 1] == '/')
+		hl--;
+	cfg->store = mk_xasprintf("%.*s/.local/share/mailkeep", (int)hl, r->ctx->home);
+	return 0;
+}
+
+static int resolve_server(struct resolver *r, const struct mk__config_section *a, const struct mk__config_preset *pre,
+			  enum mk__config_proto proto, struct mk_config_server *out)
+{
+	const struct mk__config_proto_info *pi = &mk__config_protos[proto];
+	const struct mk__config_value *hv = get(r, a, pi->host_key);
+	const struct mk__config_value *pv = get(r, a, pi->port_key);
+	const struct mk__config_value *tv = get(r, a, pi->tls_key);
+	const char *host = hv != NULL ? hv->text : pre->server[proto].host;
+
+	if (host == NULL) {
+		/* A port or TLS mode in the account itself but no host is
+		 * most likely a typo in the host key. ([defaults] may carry
+		 * them for accounts that do have the server.) */
+		const struct mk__config_value *stray = a->v[pi->port_key].text != NULL ? &a->v[pi->port_key]
+						       : a->v[pi->tls_key].text != NULL ? &a->v[pi->tls_key]
+											 : NULL;
+		if (stray != NULL) {
+			const char *k = mk__config_keys[stray == &a->v[pi->port_key] ? pi->port_key : pi->tls_key].name;
+			rfail(r, stray->line, "%s is set but account \"%s\" has no %s_host", k, a->name, pi->name);
+			return MK_ECONFIG;
+		}
+		out->host = NULL;
+		out->port = 0;
+		out->tls = pi->default_tls;
+		return 0;
+	}
+
+	uint64_t port = 0;
+	if (pv != NULL && mk_str_to_u64(pv->text, 1, 65535, &port) < 0) {
+		rfail(r, pv->line, "bad %s", mk__config_keys[pi->port_key].name); /* checked at parse */
+		return MK_ECONFIG;
+	}
+	enum mk_config_tls tls;
+	if (tv != NULL) {
+		tls = tls_values[mk__config_lookup(tls_names, tv->text)];
+		/* An explicit mode picks its standard port, not the preset's. */
+		if (pv == NULL)
+			port = mk__config_default_port(proto, tls);
+	} else if (pv != NULL) {
+		/* An explicit standard port implies its mode (465 is implicit
+		 * TLS whatever the preset says); other ports keep the preset's
+		 * mode. */
+		if (port == pi->implicit_port)
+			tls = MK_CONFIG_TLS_IMPLICIT;
+		else if (port == pi->starttls_port)
+			tls = MK_CONFIG_TLS_STARTTLS;
+		else
+			tls = pre->server[proto].tls;
+	} else {
+		tls = pre->server[proto].tls;
+		port = pre->server[proto].port;
+	}
+
+	/* Both given and contradicting: a STARTTLS client on an implicit-TLS
+	 * port (or the reverse) only hangs or fails the handshake, with a
+	 * confusing error far from the cause. */
+	if (tv != NULL && pv != NULL) {
+		const char *tk = mk__config_keys[pi->tls_key].name;
+		const char *pk = mk__config_keys[pi->port_key].name;
+		if (tls == MK_CONFIG_TLS_STARTTLS && port == pi->implicit_port) {
+			rfail(r, tv->line,
+			      "%s = starttls does not work with %s = %u (line %u): port %u speaks TLS from the first "
+			      "byte; set %s = implicit, or use port %u for STARTTLS",
+			      tk, pk, (unsigned)port, pv->line, (unsigned)port, tk, pi->starttls_port);
+			return MK_ECONFIG;
+		}
+		if (tls == MK_CONFIG_TLS_IMPLICIT && port == pi->starttls_port) {
+			rfail(r, tv->line,
+			      "%s = implicit does not work with %s = %u (line %u): port %u starts in plain text and "
+			      "needs STARTTLS; set %s = starttls, or use port %u for implicit TLS",
+			      tk, pk, (unsigned)port, pv->line, (unsigned)port, tk, pi->implicit_port);
+			return MK_ECONFIG;
+		}
+	}
+	out->host = mk_xstrdup(host);
+	out->port = (uint16_t)port;
+	out->tls = tls;
+	return 0;
+}
+
+static int resolve_account(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out)
+{
+	const struct mk__config_value *v;
+	out->name = mk_xstrdup(a->name);
+	out->line = a->line;
+
+	out->provider = MK_CONFIG_PROVIDER_CUSTOM;
+	if ((v = get(r, a, MK__CONFIG_KEY_PROVIDER)) != NULL)
+		out->provider = provider_values[mk__config_lookup(provider_names, v->text)];
+	const struct mk__config_preset *pre = mk__config_preset_get(out->provider);
+
+	const struct mk__config_value *email = &a->v[MK__CONFIG_KEY_EMAIL];
+	if (email->text == NULL) {
+		rfail(r, a->line, "account \"%s\" has no email; add a line like: email = me@outlook.com", a->name);
+		return MK_ECONFIG;
+	}
+	out->email = mk_xstrdup(email->text);
+	v = &a->v[MK__CONFIG_KEY_USER];
+	out->user = mk_xstrdup(v->text != NULL ? v->text : email->text);
+
+	const struct mk__config_value *auth_v = get(r, a, MK__CONFIG_KEY_AUTH);
+	out->auth = auth_v != NULL ? auth_values[mk__config_lookup(auth_names, auth_v->text)] : pre->auth;
+
+	const struct mk__config_value *pw = &a->v[MK__CONFIG_KEY_PASSWORD];
+	const struct mk__config_value *cmd = &a->v[MK__CONFIG_KEY_PASS_CMD];
+	if (pw->text != NULL && cmd->text != NULL) {
+		rfail(r, pw->line > cmd->line ? pw->line : cmd->line,
+		      "account \"%s\" sets both password (line %u) and pass_cmd (line %u); keep only one", a->name,
+		      pw->line, cmd->line);
+		return MK_ECONFIG;
+	}
+	if (out->auth == MK_CONFIG_AUTH_XOAUTH2 && (pw->text != NULL || cmd->text != NULL)) {
+		/* Outlook.com and Microsoft 365 have turned basic auth off: a
+		 * password would only fail at the server, after a round trip,
+		 * with a vague "authentication failed". */
+		const struct mk__config_value *bad = pw->text != NULL ? pw : cmd;
+		rfail(r, bad->line,
+		      "account \"%s\" uses auth = xoauth2, which takes no %s: Outlook.com and Microsoft 365 no longer "
+		      "accept passwords, and XOAUTH2 signs in with OAuth tokens that mailkeep obtains and refreshes "
+		      "itself; remove \"%s\" (or set auth = plain for a server that takes passwords)",
+		      a->name, bad == pw ? "password" : "pass_cmd", bad == pw ? "password" : "pass_cmd");
+		return MK_ECONFIG;
+	}
+	if (out->auth != MK_CONFIG_AUTH_XOAUTH2 && pw->text == NULL && cmd->text == NULL) {
+		unsigned line = auth_v != NULL && auth_v == &a->v[MK__CONFIG_KEY_AUTH] ? auth_v->line : a->line;
+		rfail(r, line,
+		      "account \"%s\" uses auth = %s but has no password or pass_cmd; add pass_cmd = <command that "
+		      "prints the password> (or password = ... in a file only you can read)",
+		      a->name, mk_config_auth_name(out->auth));
+		return MK_ECONFIG;
+	}
+	if (pw->text != NULL)
+		out->password = mk_xstrdup(pw->text);
+	if (cmd->text != NULL)
+		out->pass_cmd = mk_xstrdup(cmd->text);
+
+	struct mk_config_server *servers[MK__CONFIG_PROTO_COUNT] = {&out->imap, &out->pop3, &out->smtp};
+	for (int i = 0; i < MK__CONFIG_PROTO_COUNT; i++) {
+		if (resolve_server(r, a, pre, (enum mk__config_proto)i, servers[i]) < 0)
+			return MK_ECONFIG;
+	}
+	if (out->imap.host == NULL && out->pop3.host == NULL && out->smtp.host == NULL) {
+		rfail(r, a->line,
+		      "account \"%s\" has no server: a custom account needs at least one of imap_host, pop3_host, "
+		      "smtp_host (or set provider = outlook or office365)",
+		      a->name);
+		return MK_ECONFIG;
+	}
+
+	if ((v = get(r, a, MK__CONFIG_KEY_TLS_CA_FILE)) != NULL &&
+	    expand_path(r, v, "tls_ca_file", &out->tls_ca_file) < 0)
+		return MK_ECONFIG;
+	if ((v = get(r, a, MK__CONFIG_KEY_TLS_FINGERPRINT)) != NULL)
+		out->tls_fingerprint = mk_xstrdup(v->text);
+	return 0;
+}
+
+int mk__config_resolve(const struct mk__config_raw *raw, const struct mk__config_resolve_ctx *ctx,
+		       struct mk_config **cfg_r, char **error_r)
+{
+	struct resolver r = {raw, ctx, NULL};
+	struct mk_config *cfg = mk_xcalloc(1, sizeof(*cfg));
+	cfg->path = mk_xstrdup(ctx->name);
+	*cfg_r = NULL;
+	*error_r = NULL;
+
+	if (resolve_store(&r, cfg) == 0 && raw->n_accounts > 0) {
+		cfg->accounts = mk_xcalloc(raw->n_accounts, sizeof(*cfg->accounts));
+		cfg->n_accounts = raw->n_accounts;
+		for (size_t i = 0; i < raw->n_accounts; i++) {
+			if (resolve_account(&r, &raw->accounts[i], &cfg->accounts[i]) < 0)
+				break;
+		}
+	}
+	if (r.error != NULL) {
+		mk_config_free(&cfg);
+		*error_r = r.error;
+		return MK_ECONFIG;
+	}
+	*cfg_r = cfg;
+	return 0;
+}
+
+/* ---- the tree ---- */
+
+static void account_cleanup(struct mk_config_account *a)
+{
+	mk_free(a->name);
+	mk_free(a->email);
+	mk_free(a->user);
+	mk__config_free_secret_str(a->password);
+	mk_free(a->pass_cmd);
+	mk_free(a->imap.host);
+	mk_free(a->pop3.host);
+	mk_free(a->smtp.host);
+	mk_free(a->tls_ca_file);
+	mk_free(a->tls_fingerprint);
+}
+
+void mk_config_free(struct mk_config **cfgp)
+{
+	struct mk_config *cfg = *cfgp;
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->n_accounts; i++)
+		account_cleanup(&cfg->accounts[i]);
+	mk_free(cfg->accounts);
+	mk_free(cfg->path);
+	mk_free(cfg->store);
+	mk_free(cfg);
+	*cfgp = NULL;
+}
+
+const struct mk_config_account *mk_config_find_account(const struct mk_config *cfg, const char *name)
+{
+	if (cfg == NULL || name == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_accounts; i++) {
+		if (strcmp(cfg->accounts[i].name, name) == 0)
+			return &cfg->accounts[i];
+	}
+	return NULL;
+}
+
+static void dump_server(FILE *out, const char *label, const struct mk_config_server *s)
+{
+	if (s->host == NULL)
+		fprintf(out, "  %-9s none\n", label);
+	else
+		fprintf(out, "  %-9s %s:%u %s\n", label, s->host, (unsigned)s->port,
+			s->tls == MK_CONFIG_TLS_IMPLICIT ? "implicit TLS" : "STARTTLS");
+}
+
+void mk_config_dump(const struct mk_config *cfg, FILE *out)
+{
+	fprintf(out, "config: %s\n", cfg->path);
+	fprintf(out, "store:  %s\n", cfg->store);
+	if (cfg->n_accounts == 0)
+		fprintf(out, "no accounts: add an [account NAME] section\n");
+	for (size_t i = 0; i < cfg->n_accounts; i++) {
+		const struct mk_config_account *a = &cfg->accounts[i];
+		fprintf(out, "account %s (line %u)\n", a->name, a->line);
+		fprintf(out, "  %-9s %s\n", "provider", mk_config_provider_name(a->provider));
+		fprintf(out, "  %-9s %s\n", "email", a->email);
+		fprintf(out, "  %-9s %s\n", "user", a->user);
+		fprintf(out, "  %-9s %s\n", "auth", mk_config_auth_name(a->auth));
+		/* The password itself is never printed; the command is not a
+		 * secret and helps to debug it. */
+		if (a->password != NULL)
+			fprintf(out, "  %-9s password (set, hidden)\n", "secret");
+		else if (a->pass_cmd != NULL)
+			fprintf(out, "  %-9s pass_cmd: %s\n", "secret", a->pass_cmd);
+		else if (a->auth == MK_CONFIG_AUTH_XOAUTH2)
+			fprintf(out, "  %-9s none (OAuth tokens)\n", "secret");
+		else
+			fprintf(out, "  %-9s none\n", "secret");
+		dump_server(out, "imap", &a->imap);
+		dump_server(out, "pop3", &a->pop3);
+		dump_server(out, "smtp", &a->smtp);
+		if (a->tls_ca_file != NULL)
+			fprintf(out, "  %-9s %s\n", "tls_ca_file", a->tls_ca_file);
+		if (a->tls_fingerprint != NULL)
+			fprintf(out, "  %-9s %s\n", "tls_fingerprint", a->tls_fingerprint);
+	}
+}
