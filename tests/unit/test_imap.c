@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_imap.c - the IMAP client core with recorded server transcripts.
+ * Every transcript is fed whole, one byte at a time, and at random splits
+ * (seed printed); all three must give the same event log.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mk_alloc.h"
+#include "mk_buf.h"
+#include "mk_err.h"
+#include "mk_imap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum split { WHOLE, BYTES, RANDOM };
+
+/* Appends a readable line per event to log; returns the final status
+ * (0, or the error that stopped the core). */
+static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_imap_cmd *cmds, size_t ncmds)
+{
+	struct mk_imap_event ev;
+	int r;
+	while ((r = mk_imap_client_next_event(c, &ev)) == 1) {
+		switch (ev.kind) {
+		case MK_IMAP_EV_GREETING:
+			mk_buf_printf(log, "GREETING %s [%s] %s\n", mk_imap_status_name(ev.status),
+				      ev.code ? ev.code : "", ev.text);
+			/* a client sends its commands once greeted */
+			for (size_t i = 0; i < ncmds; i++) {
+				unsigned tag;
+				int sr = mk_imap_client_submit(c, &cmds[i], &tag);
+				mk_buf_printf(log, "SUBMIT %d tag %u\n", sr, sr == 0 ? tag : 0);
+			}
+			break;
+		case MK_IMAP_EV_CAPABILITY:
+			mk_buf_printf(log, "CAPS %s\n", mk_imap_client_has_cap(c, "IDLE") ? "idle" : "no-idle");
+			break;
+		case MK_IMAP_EV_LIST:
+			mk_buf_printf(log, "LIST '%s' raw='%s' delim=%c%s\n", ev.list.name, ev.list.name_raw,
+				      ev.list.delimiter ? ev.list.delimiter : '0', ev.list.noselect ? " noselect" : "");
+			break;
+		case MK_IMAP_EV_UNTAGGED:
+			mk_buf_printf(log, "UNTAGGED %u args first=%.*s\n", ev.args ? ev.args->n : 0,
+				      ev.args && ev.args->n ? (int)ev.args->a[0].v.n : 0,
+				      ev.args && ev.args->n ? (const char *)ev.args->a[0].v.p : "");
+			break;
+		case MK_IMAP_EV_CONTINUATION:
+			mk_buf_printf(log, "CONT %s\n", ev.text);
+			break;
+		case MK_IMAP_EV_TAGGED:
+			mk_buf_printf(log, "TAGGED %u %s [%s] %s\n", ev.tag, mk_imap_status_name(ev.status),
+				      ev.code ? ev.code : "", ev.text);
+			break;
+		case MK_IMAP_EV_BYE:
+			mk_buf_printf(log, "BYE %s\n", ev.text);
+			break;
+		}
+	}
+	return r;
+}
+
+/* Feeds `in` split as asked; commands are submitted before feeding. */
+static int run(const char *in, size_t inlen, enum split how, unsigned seed, const struct mk_imap_cmd *cmds,
+	       size_t ncmds, bool tls, struct mk_buf *log, struct mk_buf *sent)
+{
+	struct mk_imap_client c;
+	mk_imap_client_init(&c);
+	if (tls)
+		mk_imap_client_tls_started(&c);
+	srand(seed);
+	size_t off = 0;
+	int status = 0;
+	while (off < inlen) {
+		size_t n = inlen - off;
+		if (how == BYTES)
+			n = 1;
+		else if (how == RANDOM)
+			n = 1 + (size_t)rand() % (n < 40 ? n : 40);
+		int r = mk_imap_client_feed(&c, (const uint8_t *)in + off, n);
+		off += n;
+		if (r < 0) {
+			status = r;
+			break;
+		}
+		status = drain(&c, log, cmds, ncmds);
+		if (status < 0)
+			break;
+		struct mk_slice o = mk_imap_client_output(&c);
+		if (o.n) {
+			mk_buf_append(sent, o.p, o.n);
+			mk_imap_client_output_done(&c, o.n);
+		}
+	}
+	if (status >= 0) {
+		struct mk_slice o = mk_imap_client_output(&c);
+		mk_buf_append(sent, o.p, o.n);
+	}
+	if (status < 0)
+		mk_buf_printf(log, "ERROR %s: %s\n", mk_err_name(status), mk_imap_client_error(&c));
+	mk_imap_client_cleanup(&c);
+	return status;
+}
+
+/* Runs the transcript three ways and checks logs agree and match `expect`
+ * (if non-NULL); `expect_sent` likewise for the bytes written. */
+static void check3(const char *in, const struct mk_imap_cmd *cmds, size_t ncmds, bool tls, const char *expect,
+		   const char *expect_sent)
+{
+	unsigned seed = (unsigned)time(NULL);
+	struct mk_buf logs[3], sents[3];
+	for (int i = 0; i < 3; i++) {
+		mk_buf_init(&logs[i], 1 << 20);
+		mk_buf_init(&sents[i], 1 << 20);
+		run(in, strlen(in), (enum split)i, seed, cmds, ncmds, tls, &logs[i], &sents[i]);
+	}
+	if (expect != NULL && strcmp((char *)logs[0].data, expect) != 0)
+		fprintf(stderr, "got:\n%s\nexpected:\n%s\n", logs[0].data, expect);
+	if (expect != NULL)
+		assert_string_equal((char *)logs[0].data, expect);
+	for (int i = 1; i < 3; i++) {
+		if (strcmp((char *)logs[0].data, (char *)logs[i].data) != 0)
+			fprintf(stderr, "split mode %d (seed %u) differs:\n%s\nvs whole:\n%s\n", i, seed,
+				logs[i].data, logs[0].data);
+		assert_string_equal((char *)logs[0].data, (char *)logs[i].data);
+	}
+	if (expect_sent != NULL)
+		assert_string_equal(sents[0].len ? (char *)sents[0].data : "", expect_sent);
+	for (int i = 0; i < 3; i++) {
+		mk_buf_cleanup(&logs[i]);
+		mk_buf_cleanup(&sents[i]);
+	}
+}
+
+static void test_exchange_greeting_and_list(void **state)
+{
+	const char *in =
+		"* OK The Microsoft Exchange IMAP4 service is ready. [RgBSADIAUAAyADgAMQBDAEEAMAAxADIAMgAuAEQARQBVAFAAMgA4ADEALgBQAFIATwBEAC4ATwBVAFQATABPAE8ASwAuAEMATwBNAA==]\r\n"
+		"* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+\r\n"
+		"A1 OK CAPABILITY completed.\r\n"
+		"* LIST (\\Marked \\HasNoChildren) \"/\" INBOX\r\n"
+		"* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent Items\"\r\n"
+		"* LIST (\\HasChildren) \"/\" Archive\r\n"
+		"* LIST (\\HasNoChildren) \"/\" Tab\tName\r\n"
+		"* LIST (\\Noselect \\HasChildren) \"/\" {14}\r\nConversation H\r\n"
+		"* LIST (\\HasNoChildren) \"/\" \"Donn&AOk-es\"\r\n"
+		"* LIST (\\HasNoChildren) NIL \"Quote\\\"d\"\r\n"
+		"A2 OK LIST completed.\r\n"
+		"* BYE Microsoft Exchange Server 2016 IMAP4 server signing off.\r\n"
+		"A3 OK LOGOUT completed.\r\n";
+	struct mk_imap_cmd cmds[] = {
+		{.kind = MK_IMAP_CMD_CAPABILITY},
+		{.kind = MK_IMAP_CMD_LIST, .a = "", .b = "*"},
+		{.kind = MK_IMAP_CMD_LOGOUT},
+	};
+	check3(in, cmds, 3, true,
+	       "GREETING OK [] The Microsoft Exchange IMAP4 service is ready. "
+	       "[RgBSADIAUAAyADgAMQBDAEEAMAAxADIAMgAuAEQARQBVAFAAMgA4ADEALgBQAFIATwBEAC4ATwBVAFQATABPAE8ASwAuAEMATwBNAA==]\n"
+	       "SUBMIT 0 tag 1\nSUBMIT 0 tag 2\nSUBMIT 0 tag 3\n"
+	       "CAPS idle\n"
+	       "TAGGED 1 OK [] CAPABILITY completed.\n"
+	       "LIST 'INBOX' raw='INBOX' delim=/\n"
+	       "LIST 'Sent Items' raw='Sent Items' delim=/\n"
+	       "LIST 'Archive' raw='Archive' delim=/\n"
+	       "LIST 'Tab\tName' raw='Tab\tName' delim=/\n"
+	       "LIST 'Conversation H' raw='Conversation H' delim=/ noselect\n"
+	       "LIST 'Donn\xc3\xa9" "es' raw='Donn&AOk-es' delim=/\n"
+	       "LIST 'Quote\"d' raw='Quote\"d' delim=0\n"
+	       "TAGGED 2 OK [] LIST completed.\n"
+	       "BYE Microsoft Exchange Server 2016 IMAP4 server signing off.\n"
+	       "TAGGED 3 OK [] LOGOUT completed.\n",
+	       "A1 CAPABILITY\r\nA2 LIST \"\" \"*\"\r\nA3 LOGOUT\r\n");
+}
+
+static void test_greeting_caps_code(void **state)
+{
+	struct mk_imap_cmd noop[] = {{.kind = MK_IMAP_CMD_NOOP}};
+	check3("* OK [CAPABILITY IMAP4rev1 IDLE STARTTLS] Dovecot ready.\r\nA1 OK [CAPABILITY IMAP4rev1] done\r\n",
+	       noop, 1, false,
+	       "GREETING OK [CAPABILITY IMAP4rev1 IDLE STARTTLS] Dovecot ready.\nSUBMIT 0 tag 1\n"
+	       "TAGGED 1 OK [CAPABILITY IMAP4rev1] done\n",
+	       "A1 NOOP\r\n");
+}
+
+static void test_login_refused_without_tls(void **state)
+{
+	struct mk_imap_cmd cmds[] = {{.kind = MK_IMAP_CMD_LOGIN, .a = "u", .b = "p"}};
+	/* MK_ESTATE: the core will not send a password in clear */
+	char expect[128];
+	snprintf(expect, sizeof(expect), "GREETING OK [] hi\nSUBMIT %d tag 0\n", MK_ESTATE);
+	check3("* OK hi\r\n", cmds, 1, false, expect, "");
+}
+
+static void test_login_quoted_and_literal(void **state)
+{
+	struct mk_imap_cmd q[] = {{.kind = MK_IMAP_CMD_LOGIN, .a = "alice@example.test", .b = "pa\"ss\\w"}};
+	check3("* OK hi\r\n", q, 1, true, NULL, "A1 LOGIN \"alice@example.test\" \"pa\\\"ss\\\\w\"\r\n");
+	/* 8-bit password: LITERAL+ sends at once */
+	struct mk_imap_cmd l[] = {{.kind = MK_IMAP_CMD_LOGIN, .a = "bob", .b = "p\xc3\xa4ss"}};
+	check3("* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n", l, 1, true, NULL,
+	       "A1 LOGIN \"bob\" {5+}\r\np\xc3\xa4ss\r\n");
+	/* without LITERAL+ the password waits for "+" */
+	check3("* OK [CAPABILITY IMAP4rev1] hi\r\n", l, 1, true, NULL, "A1 LOGIN \"bob\" {5}\r\n");
+	check3("* OK [CAPABILITY IMAP4rev1] hi\r\n+ go on\r\nA1 OK done\r\n", l, 1, true, NULL,
+	       "A1 LOGIN \"bob\" {5}\r\np\xc3\xa4ss\r\n");
+}
+
+static void test_held_secret_dropped_on_no(void **state)
+{
+	struct mk_imap_cmd l[] = {{.kind = MK_IMAP_CMD_LOGIN, .a = "bob", .b = "p\xc3\xa4ss"},
+				  {.kind = MK_IMAP_CMD_NOOP}};
+	/* the server refuses before "+": the held password is never sent */
+	check3("* OK hi\r\nA1 NO [AUTHENTICATIONFAILED] no literals today\r\n", l, 1, true,
+	       "GREETING OK [] hi\nSUBMIT 0 tag 1\nTAGGED 1 NO [AUTHENTICATIONFAILED] no literals today\n",
+	       "A1 LOGIN \"bob\" {5}\r\n");
+}
+
+static void test_authenticate_plain(void **state)
+{
+	struct mk_imap_cmd a[] = {{.kind = MK_IMAP_CMD_AUTHENTICATE_PLAIN, .a = "tim", .b = "tanstaaftanstaaf"}};
+	/* RFC 4616 example: "\0tim\0tanstaaftanstaaf" */
+	check3("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n", a, 1, true, NULL,
+	       "A1 AUTHENTICATE PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+	check3("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n+ \r\nA1 OK [CAPABILITY IMAP4rev1 IDLE] in\r\n", a, 1,
+	       true,
+	       "GREETING OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\nSUBMIT 0 tag 1\n"
+	       "TAGGED 1 OK [CAPABILITY IMAP4rev1 IDLE] in\n",
+	       "A1 AUTHENTICATE PLAIN\r\nAHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+}
+
+static void test_starttls_injection(void **state)
+{
+	struct mk_imap_cmd s[] = {{.kind = MK_IMAP_CMD_STARTTLS}};
+	struct mk_buf log, sent;
+	mk_buf_init(&log, 1 << 16);
+	mk_buf_init(&sent, 1 << 16);
+	const char *in = "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\nA1 OK Begin TLS\r\n* OK injected\r\n";
+	int r = run(in, strlen(in), WHOLE, 1, s, 1, false, &log, &sent);
+	assert_int_equal(r, MK_EPROTO);
+	assert_non_null(strstr((char *)log.data, "in clear after the STARTTLS go-ahead"));
+	/* the injected line was never reported as an event */
+	assert_null(strstr((char *)log.data, "injected"));
+	mk_buf_cleanup(&log);
+	mk_buf_cleanup(&sent);
+	/* no injection: fine */
+	check3("* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\nA1 OK Begin TLS\r\n", s, 1, false,
+	       "GREETING OK [CAPABILITY IMAP4rev1 STARTTLS] hi\nSUBMIT 0 tag 1\nTAGGED 1 OK [] Begin TLS\n", "A1 STARTTLS\r\n");
+}
+
+static void expect_error(const char *in, size_t len, int err, const char *msg_part)
+{
+	for (int how = 0; how < 3; how++) {
+		struct mk_buf log, sent;
+		mk_buf_init(&log, 1 << 20);
+		mk_buf_init(&sent, 1 << 20);
+		int r = run(in, len, (enum split)how, 7, NULL, 0, true, &log, &sent);
+		if (r != err || strstr((char *)log.data, msg_part) == NULL)
+			fprintf(stderr, "mode %d: %s\n", how, log.data);
+		assert_int_equal(r, err);
+		assert_non_null(strstr((char *)log.data, msg_part));
+		mk_buf_cleanup(&log);
+		mk_buf_cleanup(&sent);
+	}
+}
+
+static void test_limits_and_garbage(void **state)
+{
+	/* a giant literal announcement is refused before any byte is buffered */
+	const char *big = "* OK hi\r\n* LIST () \"/\" {99999999999}\r\n";
+	expect_error(big, strlen(big), MK_ETOOBIG, "literal larger than");
+	/* an endless line */
+	size_t n = 70000;
+	char *line = mk_xmalloc(n + 20);
+	memcpy(line, "* OK hi\r\n* ", 11);
+	memset(line + 11, 'x', n);
+	expect_error(line, n + 11, MK_ETOOBIG, "line longer than");
+	mk_free(line);
+	const char *nogreet = "A1 OK what\r\n";
+	expect_error(nogreet, strlen(nogreet), MK_EPROTO, "never sent");
+	const char *unbal = "* OK hi\r\n* LIST ((\\X) \"/\" a\r\n";
+	expect_error(unbal, strlen(unbal), MK_EPROTO, "unbalanced");
+	const char *unknown_tag = "* OK hi\r\nA77 OK ghost\r\n";
+	expect_error(unknown_tag, strlen(unknown_tag), MK_EPROTO, "never sent: A77");
+	/* nesting limit */
+	char deep[200];
+	memcpy(deep, "* OK hi\r\n* X ", 13);
+	memset(deep + 13, '(', 40);
+	memcpy(deep + 53, "\r\n", 3);
+	expect_error(deep, strlen(deep), MK_ETOOBIG, "nested too deeply");
+}
+
+static void test_utf7(void **state)
+{
+	static const char *const pairs[][2] = {
+		{"INBOX", "INBOX"},
+		{"Donn\xc3\xa9" "es", "Donn&AOk-es"},
+		{"A&B", "A&-B"},
+		{"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "&ZeVnLIqe-"},
+		{"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
+		{"\xf0\x9f\x93\xa7 Mail", "&2D3c5w- Mail"},
+	};
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		char *enc = NULL, *dec = NULL;
+		assert_int_equal(mk_imap_utf7_encode(pairs[i][0], &enc), 0);
+		assert_string_equal(enc, pairs[i][1]);
+		assert_int_equal(mk_imap_utf7_decode(pairs[i][1], &dec), 0);
+		assert_string_equal(dec, pairs[i][0]);
+		mk_free(enc);
+		mk_free(dec);
+	}
+	static const char *const bad[] = {"&", "&AOk", "x&AOk-&", "&AGE-", "\xc3\xa9", "&2D0-", "&,,,-"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *dec = NULL;
+		if (mk_imap_utf7_decode(bad[i], &dec) == 0)
+			fprintf(stderr, "decoded bad input %s\n", bad[i]);
+		assert_int_equal(mk_imap_utf7_decode(bad[i], &dec), MK_EINVAL);
+	}
+	char *out = NULL;
+	assert_int_equal(mk_imap_utf7_encode("\xff", &out), MK_EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exchange_greeting_and_list),
+		cmocka_unit_test(test_greeting_caps_code),
+		cmocka_unit_test(test_login_refused_without_tls),
+		cmocka_unit_test(test_login_quoted_and_literal),
+		cmocka_unit_test(test_held_secret_dropped_on_no),
+		cmocka_unit_test(test_authenticate_plain),
+		cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_limits_and_garbage),
+		cmocka_unit_test(test_utf7),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
