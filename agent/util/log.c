@@ -125,27 +125,23 @@ void mk_log_redact_line(const char *line, size_t len, bool in_sasl, char *out, s
 		}
 		static const char *const secret_cmds[] = {"LOGIN", "AUTHENTICATE", "AUTH", "PASS"};
 		for (size_t k = 0; k < sizeof(secret_cmds) / sizeof(secret_cmds[0]); k++) {
-			/* with or without a tag */
-			if (word_at(line, len, secret_cmds[k])) {
-				keep = strlen(secret_cmds[k]);
-				hidden = len > keep;
-				break;
+			size_t at; /* where the command word starts: 0, or after an IMAP tag */
+			if (word_at(line, len, secret_cmds[k]))
+				at = 0;
+			else if (sp != NULL && word_at(cmd, cmdlen, secret_cmds[k]))
+				at = i;
+			else
+				continue;
+			keep = at + strlen(secret_cmds[k]);
+			/* keep the mechanism name for AUTH/AUTHENTICATE */
+			if ((k == 1 || k == 2) && len - keep > 1) {
+				const char *mech = line + keep;
+				size_t rest = len - keep;
+				const char *end = memchr(mech + 1, ' ', rest - 1);
+				keep += end ? (size_t)(end - mech) : rest;
 			}
-			if (sp != NULL && word_at(cmd, cmdlen, secret_cmds[k])) {
-				keep = i + strlen(secret_cmds[k]);
-				/* keep the mechanism name for AUTH/AUTHENTICATE */
-				if (k == 1 || k == 2) {
-					const char *mech = cmd + strlen(secret_cmds[k]);
-					size_t rest = len - keep;
-					if (rest > 1) {
-						const char *end = memchr(mech + 1, ' ', rest - 1);
-						size_t ml = end ? (size_t)(end - mech) : rest;
-						keep += ml;
-					}
-				}
-				hidden = len > keep;
-				break;
-			}
+			hidden = len > keep;
+			break;
 		}
 	}
 	size_t o = 0;
