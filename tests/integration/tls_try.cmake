@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: MIT
+# Included from tests/CMakeLists.txt: TLS verification against hostile
+# servers, and the README's `try` path (private Dovecot + mailkeep folders).
+add_test(NAME tls_verification
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_tls.py $<TARGET_FILE:mailkeep>
+                 ${MK_TEST_SRC}/fixtures/mkca.sh)
+set_tests_properties(tls_verification PROPERTIES LABELS integration TIMEOUT 300)
+
+add_test(NAME try_path COMMAND ${PROJECT_SOURCE_DIR}/packaging/try.sh)
+set_tests_properties(try_path PROPERTIES LABELS integration TIMEOUT 300
+  PASS_REGULAR_EXPRESSION "certificate verified for 127.0.0.1.*logged in as alice@example.test.*INBOX.*try: done"
+  ENVIRONMENT "MK_TRY_SKIP_DEPS=1;MK_TRY_BUILD_DIR=${CMAKE_BINARY_DIR}")
