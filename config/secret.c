@@ -107,7 +107,14 @@ static int spawn_cmd(const char *cmd, pid_t *pid_r, int *fd_r)
 		sigaddset(&deflt, sigs[i]);
 	posix_spawnattr_setsigmask(&attr, &empty);
 	posix_spawnattr_setsigdefault(&attr, &deflt);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* Its own process group, so a timeout kills the whole command tree:
+	 * Debian's dash does not exec the last command of `sh -c`, so killing
+	 * only the shell would leave a hung `sleep` or network fetch behind,
+	 * one more on each retry of a daemon. The cost: the command is not in
+	 * the terminal's foreground group, so it cannot prompt on /dev/tty
+	 * itself (gpg's pinentry, started by gpg-agent, is unaffected). */
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
 	char *const argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL};
 	pid_t pid;
@@ -124,14 +131,21 @@ static int spawn_cmd(const char *cmd, pid_t *pid_r, int *fd_r)
 	return 0;
 }
 
-/* Waits for the child until the deadline; kills it after. Returns the wait
- * status, and sets *killed_r when we killed it. */
+static void kill_tree(pid_t pid)
+{
+	/* The group is the child's pid (see spawn_cmd). */
+	if (kill(-pid, SIGKILL) < 0)
+		kill(pid, SIGKILL);
+}
+
+/* Waits for the child until the deadline; kills its process group after.
+ * Returns the wait status, and sets *killed_r when we killed it. */
 static int reap(pid_t pid, int64_t deadline, bool kill_now, bool *killed_r)
 {
 	int status = 0;
 	*killed_r = false;
 	if (kill_now) {
-		kill(pid, SIGKILL);
+		kill_tree(pid);
 		*killed_r = true;
 	}
 	for (;;) {
@@ -144,7 +158,7 @@ static int reap(pid_t pid, int64_t deadline, bool kill_now, bool *killed_r)
 			return 0; /* reaped elsewhere (SIGCHLD handler); nothing to report */
 		/* Closed stdout but still running: give it until the deadline. */
 		if (now_ms() >= deadline) {
-			kill(pid, SIGKILL);
+			kill_tree(pid);
 			*killed_r = true;
 			continue;
 		}

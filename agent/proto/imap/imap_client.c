@@ -606,6 +606,8 @@ struct mk_slice mk_imap_client_output(const struct mk_imap_client *c)
 void mk_imap_client_output_done(struct mk_imap_client *c, size_t n)
 {
 	MK_ASSERT(n <= c->out_ready);
+	if (n == 0)
+		return;
 	/* wipe what left: it may have been a password */
 	explicit_bzero(c->out.data, n);
 	mk_buf_consume(&c->out, n);
