@@ -142,6 +142,7 @@ static const char *copy_text(struct mk_imap_client *c, const uint8_t *p, size_t 
 	/* ev_text is reset per event and reserved to fit; never reallocated
 	 * while an event's strings point into it. */
 	uint8_t *dst;
+	MK_ASSERT(c->ev_text.len + n + 1 < c->ev_text.cap); /* reserved per event */
 	if (mk_buf_reserve(&c->ev_text, n + 1, &dst) < 0)
 		return "";
 	memcpy(dst, p, n);
@@ -426,6 +427,10 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		if (fl <= 0)
 			return (int)fl;
 		memset(ev_r, 0, sizeof(*ev_r));
+		/* Room for every string of this event (code + text <= line), so
+		 * copy_text() never reallocates under earlier pointers. */
+		if (mk_buf_reserve(&c->ev_text, line_end + 64, NULL) < 0)
+			return fail(c, MK_ETOOBIG, "server response too long");
 		const uint8_t *p = c->in.data;
 		int r;
 		if (line_end >= 1 && p[0] == '+' && (line_end == 1 || p[1] == ' ')) {
