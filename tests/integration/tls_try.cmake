@@ -10,3 +10,9 @@ add_test(NAME try_path COMMAND ${PROJECT_SOURCE_DIR}/packaging/try.sh)
 set_tests_properties(try_path PROPERTIES LABELS integration TIMEOUT 300
   PASS_REGULAR_EXPRESSION "certificate verified for 127.0.0.1.*logged in as alice@example.test.*INBOX.*try: done"
   ENVIRONMENT "MK_TRY_SKIP_DEPS=1;MK_TRY_BUILD_DIR=${CMAKE_BINARY_DIR}")
+
+# mailkeep's CLI against the private Dovecot (FIXTURES_REQUIRED mail).
+add_test(NAME cli_against_dovecot
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_cli.py $<TARGET_FILE:mailkeep>)
+set_tests_properties(cli_against_dovecot PROPERTIES LABELS integration FIXTURES_REQUIRED mail TIMEOUT 300
+  ENVIRONMENT "MK_FIX_ENV=${MK_FIX_DIR_MAIL}/env")
