@@ -56,7 +56,12 @@ struct mk_config_account {
 	struct mk_config_server smtp;
 	char *tls_ca_file;     /* extra trusted CA file, or NULL */
 	char *tls_fingerprint; /* "sha256/BASE64" of the SPKI, or NULL */
+	unsigned timeout_s;       /* connect, TLS handshake and read inactivity (default 30) */
+	unsigned max_connections; /* per account and protocol (default 4) */
+	char *folders;            /* folder patterns, default "*" (see mk_config_folder_match) */
 };
+
+#define MK_CONFIG_MAX_CONNECTIONS 16
 
 struct mk_config {
 	char *path;  /* file name as given, for messages */
@@ -99,6 +104,16 @@ void mk_config_dump(const struct mk_config *cfg, FILE *out);
  * the secret. Returns: 0, MK_ECMD, MK_ENOTFOUND (no secret configured). */
 int mk_config_get_secret(const struct mk_config_account *acct, char **secret_r, char **error_r);
 void mk_config_secret_free(char **secret);
+
+/* Folder selection. `patterns` is a blank-separated list of IMAP LIST
+ * patterns (`*` matches anything, `%` anything but the delimiter), each
+ * optionally prefixed with `!` to exclude; quote a name with spaces in
+ * double quotes ("Sent Items"). The last pattern that matches decides;
+ * a list of only exclusions starts from everything. INBOX matches
+ * case-insensitively. */
+bool mk_config_folder_match(const char *patterns, const char *name, char delimiter);
+/* Syntax check for the folders key. Returns: 0, MK_ECONFIG (msg set). */
+int mk_config_folders_check(const char *patterns, char *msg, size_t msgsz);
 
 const char *mk_config_tls_name(enum mk_config_tls tls);
 const char *mk_config_auth_name(enum mk_config_auth auth);

@@ -35,6 +35,9 @@ const struct mk__config_key_info mk__config_keys[MK__CONFIG_KEY_COUNT] = {
 	[MK__CONFIG_KEY_SMTP_TLS] = {"smtp_tls", BOTH},
 	[MK__CONFIG_KEY_TLS_CA_FILE] = {"tls_ca_file", BOTH},
 	[MK__CONFIG_KEY_TLS_FINGERPRINT] = {"tls_fingerprint", BOTH},
+	[MK__CONFIG_KEY_TIMEOUT] = {"timeout", BOTH},
+	[MK__CONFIG_KEY_MAX_CONNECTIONS] = {"max_connections", BOTH},
+	[MK__CONFIG_KEY_FOLDERS] = {"folders", BOTH},
 };
 
 /* The IANA ports: implicit TLS (RFC 8314) and the plain ports that upgrade

@@ -158,6 +158,21 @@ int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, si
 		return check_email(v, msg, msgsz);
 	case MK__CONFIG_KEY_TLS_FINGERPRINT:
 		return check_fingerprint(v, msg, msgsz);
+	case MK__CONFIG_KEY_TIMEOUT:
+		if (mk_str_to_u64(v, 1, 3600, &port) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected seconds from 1 to 3600", kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_MAX_CONNECTIONS:
+		if (mk_str_to_u64(v, 1, MK_CONFIG_MAX_CONNECTIONS, &port) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a number from 1 to %d", kn, v,
+				 MK_CONFIG_MAX_CONNECTIONS);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_FOLDERS:
+		return mk_config_folders_check(v, msg, msgsz);
 	case MK__CONFIG_KEY_USER:
 	case MK__CONFIG_KEY_PASSWORD:
 	case MK__CONFIG_KEY_PASS_CMD:
@@ -403,6 +418,16 @@ static int resolve_account(struct resolver *r, const struct mk__config_section *
 		return MK_ECONFIG;
 	if ((v = get(r, a, MK__CONFIG_KEY_TLS_FINGERPRINT)) != NULL)
 		out->tls_fingerprint = mk_xstrdup(v->text);
+	uint64_t n;
+	out->timeout_s = 30;
+	if ((v = get(r, a, MK__CONFIG_KEY_TIMEOUT)) != NULL && mk_str_to_u64(v->text, 1, 3600, &n) == 0)
+		out->timeout_s = (unsigned)n;
+	out->max_connections = 4;
+	if ((v = get(r, a, MK__CONFIG_KEY_MAX_CONNECTIONS)) != NULL &&
+	    mk_str_to_u64(v->text, 1, MK_CONFIG_MAX_CONNECTIONS, &n) == 0)
+		out->max_connections = (unsigned)n;
+	v = get(r, a, MK__CONFIG_KEY_FOLDERS);
+	out->folders = mk_xstrdup(v != NULL ? v->text : "*");
 	return 0;
 }
 
@@ -446,6 +471,7 @@ static void account_cleanup(struct mk_config_account *a)
 	mk_free(a->smtp.host);
 	mk_free(a->tls_ca_file);
 	mk_free(a->tls_fingerprint);
+	mk_free(a->folders);
 }
 
 void mk_config_free(struct mk_config **cfgp)
@@ -512,5 +538,7 @@ void mk_config_dump(const struct mk_config *cfg, FILE *out)
 			fprintf(out, "  %-9s %s\n", "tls_ca_file", a->tls_ca_file);
 		if (a->tls_fingerprint != NULL)
 			fprintf(out, "  %-9s %s\n", "tls_fingerprint", a->tls_fingerprint);
+		fprintf(out, "  %-9s %s\n", "folders", a->folders);
+		fprintf(out, "  %-9s %u s, %u connections at most\n", "timeout", a->timeout_s, a->max_connections);
 	}
 }

@@ -64,7 +64,7 @@ def main():
     try:
         subprocess.run([MKCA, tmp], check=True, stdout=subprocess.DEVNULL)
         ports, logs = {}, {}
-        for mode in ("good", "wronghost", "untrusted", "tls10", "inject", "nostarttls", "plain"):
+        for mode in ("good", "wronghost", "untrusted", "tls10", "inject", "nostarttls", "plain", "silent", "mute"):
             p, ports[mode], logs[mode] = start_server(tmp, mode)
             servers.append(p)
 
@@ -126,6 +126,13 @@ def main():
             r = run(tmp, "pinbad", ports["good"], extra=f"tls_fingerprint = {bad}\n")
             check(r.returncode == 76 and "does not match tls_fingerprint" in r.stderr,
                   "mismatching tls_fingerprint refused")
+
+        r = run(tmp, "silent", ports["silent"], extra="timeout = 2\n")
+        check(r.returncode == 75 and "timed out after 2 s in TLS handshake with 127.0.0.1" in r.stderr,
+              "server that never answers: handshake timeout, exit 75")
+        r = run(tmp, "mute", ports["mute"], extra="timeout = 2\n")
+        check(r.returncode == 75 and f"no data from 127.0.0.1:{ports['mute']} for 2 s" in r.stderr,
+              "server that goes quiet after TLS: read timeout, exit 75")
 
         # a port nobody listens on
         s = __import__("socket").socket()

@@ -11,6 +11,8 @@ Modes (one connection at a time, until killed):
               the go-ahead, in the same segment (the classic injection)
   nostarttls  STARTTLS port that does not offer STARTTLS (stripping)
   plain       a plaintext server on an implicit-TLS port
+  silent      accepts TCP and never answers (handshake timeout)
+  mute        completes TLS, then never sends the greeting (read timeout)
 
 Every line the server receives is appended to LOG (so a test can prove a
 password never arrived). Standard library only; Debian's python3.
@@ -18,6 +20,8 @@ password never arrived). Standard library only; Debian's python3.
 import socket
 import ssl
 import sys
+import threading
+import time
 import warnings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -79,6 +83,15 @@ def handle(conn):
         with tls:
             serve_imap(tls.makefile("rb"), tls)
         return
+    if mode == "silent":
+        conn.recv(65536)
+        time.sleep(30)
+        return
+    if mode == "mute":
+        tls = ctx_for("server.pem", "server.key").wrap_socket(conn, server_side=True)
+        time.sleep(30)
+        tls.close()
+        return
     if mode == "plain":
         conn.sendall(b"* OK plaintext server\r\n")
         data = conn.recv(4096)
@@ -120,16 +133,20 @@ def main():
     os.rename(port_file + ".tmp", port_file)
     while True:
         conn, _ = srv.accept()
-        conn.settimeout(20)
+        conn.settimeout(40)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def serve(conn):
+    try:
+        handle(conn)
+    except OSError as e:
+        log(b"error: " + str(e).encode())
+    finally:
         try:
-            handle(conn)
-        except OSError as e:
-            log(b"error: " + str(e).encode())
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            conn.close()
+        except OSError:
+            pass
 
 
 main()

@@ -489,6 +489,8 @@ static void test_dump(void **state)
 				  "  imap      outlook.office365.com:993 implicit TLS\n"
 				  "  pop3      outlook.office365.com:995 implicit TLS\n"
 				  "  smtp      smtp-mail.outlook.com:587 STARTTLS\n"
+				  "  folders   *\n"
+				  "  timeout   30 s, 4 connections at most\n"
 				  "account box (line 7)\n"
 				  "  provider  custom\n"
 				  "  email     me@example.org\n"
@@ -500,6 +502,8 @@ static void test_dump(void **state)
 				  "  smtp      smtp.example.org:587 STARTTLS\n"
 				  "  tls_ca_file /ca.pem\n"
 				  "  tls_fingerprint sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+				  "  folders   *\n"
+				  "  timeout   30 s, 4 connections at most\n"
 				  "account cmd (line 14)\n"
 				  "  provider  custom\n"
 				  "  email     c@example.org\n"
@@ -508,7 +512,9 @@ static void test_dump(void **state)
 				  "  secret    pass_cmd: pass show mail/c ; true\n"
 				  "  imap      none\n"
 				  "  pop3      pop.example.org:995 implicit TLS\n"
-				  "  smtp      none\n");
+				  "  smtp      none\n"
+				  "  folders   *\n"
+				  "  timeout   30 s, 4 connections at most\n");
 	assert_null(strstr(dump, SECRET));
 	mk_free(dump);
 	mk_config_free(&cfg);
@@ -1258,9 +1264,44 @@ static void test_secret_cmd_timeout(void **state)
 	assert_int_equal(mk__config_cmd_timeout_ms(), MK_LIMIT_CMD_TIMEOUT_MS);
 }
 
+static void test_folders_key(void **state)
+{
+	assert_true(mk_config_folder_match("*", "Sent Items", '/'));
+	assert_true(mk_config_folder_match("* !Calendar* !Contacts", "Archive/2025", '/'));
+	assert_false(mk_config_folder_match("* !Calendar* !Contacts", "Calendar/Birthdays", '/'));
+	assert_false(mk_config_folder_match("!Contacts", "Contacts", '/'));
+	assert_true(mk_config_folder_match("!Contacts", "INBOX", '/'));
+	assert_true(mk_config_folder_match("INBOX \"Sent Items\"", "Sent Items", '/'));
+	assert_true(mk_config_folder_match("inbox", "INBOX", '/'));
+	assert_false(mk_config_folder_match("INBOX \"Sent Items\"", "Drafts", '/'));
+	assert_true(mk_config_folder_match("Archive/%", "Archive/2025", '/'));
+	assert_false(mk_config_folder_match("Archive/%", "Archive/2025/Q1", '/'));
+	assert_true(mk_config_folder_match("Archive/*", "Archive/2025/Q1", '/'));
+	/* last match wins */
+	assert_true(mk_config_folder_match("!Archive* Archive/2025", "Archive/2025", '/'));
+	char msg[256];
+	assert_int_equal(mk_config_folders_check("\"Sent Items", msg, sizeof(msg)), MK_ECONFIG);
+	assert_int_equal(mk_config_folders_check("* !", msg, sizeof(msg)), MK_ECONFIG);
+	assert_int_equal(mk_config_folders_check("* !Calendar*", msg, sizeof(msg)), 0);
+	struct mk_config *cfg = NULL;
+	char *err = NULL;
+	const char *bad = "[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\ntimeout = 0\n";
+	assert_int_equal(mk_config_parse(bad, strlen(bad), "t.conf", "/home/u", &cfg, &err), MK_ECONFIG);
+	assert_non_null(strstr(err, "t.conf:6: bad timeout \"0\""));
+	mk_free(err);
+	const char *ok = "[defaults]\ntimeout = 5\nfolders = * !Calendar*\n[account a]\nemail = a@b.c\nauth = plain\n"
+			 "password = x\nimap_host = h\nmax_connections = 2\n";
+	assert_int_equal(mk_config_parse(ok, strlen(ok), "t.conf", "/home/u", &cfg, &err), 0);
+	assert_int_equal(cfg->accounts[0].timeout_s, 5);
+	assert_int_equal(cfg->accounts[0].max_connections, 2);
+	assert_string_equal(cfg->accounts[0].folders, "* !Calendar*");
+	mk_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_folders_key),
 		cmocka_unit_test(test_outlook_preset),
 		cmocka_unit_test(test_office365_preset),
 		cmocka_unit_test(test_custom_defaults),
