@@ -33,7 +33,8 @@
 	X(ETRUNC, -31014, "connection truncated (no TLS close_notify)")        \
 	X(ECMD, -31015, "external command failed")                             \
 	X(EPERM, -31016, "permission denied")                                  \
-	X(EIO, -31017, "input/output error")
+	X(EIO, -31017, "input/output error")                                   \
+	X(ECORRUPT, -31018, "stored data is corrupt")
 
 enum mk_err_code {
 #define MK__ERR_ENUM(name, value, msg) MK_##name = (value),

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_store.h - the message store: Maildir-style records in one LMDB
+ * environment, bodies stored once (content-addressed by SHA-256 of the raw
+ * RFC 822 bytes), zlib-compressed.
+ *
+ * Only storage/ sees LMDB or zlib types. No transaction outlives a
+ * mk_store_* call. Writes are collected in a batch (struct mk_store_batch)
+ * and applied by mk_store_batch_commit() in ONE LMDB write transaction:
+ * bodies, records and folder progress together, so a crash loses at most
+ * the uncommitted batch and never leaves a record without its body nor
+ * progress beyond what is stored. On MDB_MAP_FULL the commit aborts, grows
+ * the map and replays the batch (batches are replayable by design).
+ *
+ * Bounded memory for big messages: a body is streamed in with
+ * mk_store_body_write(). Compressed output is kept in the batch while it
+ * is small; past MK_STORE_SPILL_BYTES it is written out in its own small
+ * transactions as "staging" chunks (recorded in a staging table), and the
+ * batch commit only links them. Staging chunks of a crashed run are freed
+ * by mk_store_open(). So a 50 MB message never needs 50 MB of memory.
+ *
+ * Thread use: one thread (the loop thread) per mk_store.
+ */
+#ifndef MK_STORE_H
+#define MK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MK_STORE_SHA_LEN 32
+#define MK_STORE_SPILL_BYTES (1024 * 1024)
+
+struct mk_store;
+struct mk_store_batch;
+struct mk_store_body;
+
+/* System flags as bits; keywords are kept as a string. */
+enum mk_store_flag {
+	MK_STORE_FLAG_SEEN = 1 << 0,
+	MK_STORE_FLAG_ANSWERED = 1 << 1,
+	MK_STORE_FLAG_FLAGGED = 1 << 2,
+	MK_STORE_FLAG_DELETED = 1 << 3,
+	MK_STORE_FLAG_DRAFT = 1 << 4,
+	MK_STORE_FLAG_RECENT = 1 << 5,
+};
+
+enum mk_store_msg_state {
+	MK_STORE_MSG_PRESENT = 0,
+	MK_STORE_MSG_GONE = 1,        /* expunged on the server; content kept */
+	MK_STORE_MSG_UNFETCHABLE = 2, /* the server keeps answering with no body */
+};
+
+struct mk_store_mailbox {
+	uint32_t account;
+	uint32_t id;        /* per account, from 1 */
+	char name[1024];    /* UTF-8 (decoded from modified UTF-7) */
+	char delimiter;     /* 0: none */
+	uint32_t special_use; /* bitmask, reserved: 0 for now */
+	uint32_t uidvalidity; /* 0: never selected */
+	uint32_t uidnext;     /* as last seen */
+	uint32_t highest_uid; /* highest UID stored for uidvalidity */
+	int64_t last_sync;    /* unix seconds, 0: never */
+	int64_t last_flag_scan;
+	bool gone;            /* no longer listed by the server */
+};
+
+struct mk_store_msg {
+	uint32_t account, mailbox, uidvalidity, uid;
+	uint8_t sha[MK_STORE_SHA_LEN];
+	uint64_t raw_size;     /* real byte count of the body */
+	uint32_t server_size;  /* RFC822.SIZE as announced (a hint; Exchange differs) */
+	int64_t internaldate;  /* unix seconds */
+	int32_t internaldate_tz; /* minutes east of UTC */
+	uint32_t flags;        /* enum mk_store_flag */
+	char keywords[512];    /* space-separated, "" for none */
+	char unique[96];       /* Maildir-style unique name, e.g. "1732790000.M12P345Q6.host" */
+	uint8_t state;         /* enum mk_store_msg_state */
+	int64_t gone_at;       /* unix seconds when seen gone, 0 */
+};
+
+struct mk_store_stats {
+	uint64_t accounts, mailboxes, messages, messages_gone;
+	uint64_t blobs;        /* distinct bodies */
+	uint64_t raw_bytes;    /* sum of raw sizes over records (what a Maildir would hold) */
+	uint64_t blob_raw_bytes;   /* sum of raw sizes over distinct bodies */
+	uint64_t blob_stored_bytes; /* compressed bytes over distinct bodies */
+	uint64_t file_bytes;   /* size of the LMDB data file */
+};
+
+/* Opens (creating if needed) the store at `dir`: the directory is created
+ * 0700, files 0600. Checks the schema version (running migrations where
+ * one exists; refusing a newer store), frees staging chunks left by a
+ * crash. `zlevel` is the zlib level for new bodies (1..9; 6 by default).
+ * Returns: 0, MK_EIO, MK_EPERM, MK_ECONFIG (newer schema), MK_ECORRUPT;
+ * *error_r is a new string naming the path on failure. */
+int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **error_r);
+void mk_store_close(struct mk_store **st);
+
+/* Accounts are identified by name (the config's [account NAME]).
+ * With create, a missing one is added (own transaction).
+ * Returns: 0, MK_ENOTFOUND, storage errors. */
+int mk_store_account(struct mk_store *st, const char *name, bool create, uint32_t *id_r);
+/* All accounts: cb(name, id); a nonzero return stops. */
+int mk_store_accounts(struct mk_store *st, int (*cb)(void *ud, const char *name, uint32_t id), void *ud);
+
+/* Mailboxes by name within an account; with create, a missing one is
+ * added with a new id (own transaction). */
+int mk_store_mailbox_get(struct mk_store *st, uint32_t account, const char *name, bool create,
+			 struct mk_store_mailbox *mb_r);
+int mk_store_mailbox_by_id(struct mk_store *st, uint32_t account, uint32_t id, struct mk_store_mailbox *mb_r);
+/* All mailboxes of an account in id order. */
+int mk_store_mailboxes(struct mk_store *st, uint32_t account,
+		       int (*cb)(void *ud, const struct mk_store_mailbox *mb), void *ud);
+
+/* Messages of one mailbox (uidvalidity 0: every generation), in
+ * (uidvalidity, uid) order. The callback runs inside a read transaction:
+ * it must not call back into the store. */
+int mk_store_messages(struct mk_store *st, uint32_t account, uint32_t mailbox, uint32_t uidvalidity,
+		      int (*cb)(void *ud, const struct mk_store_msg *m), void *ud);
+int mk_store_message_get(struct mk_store *st, uint32_t account, uint32_t mailbox, uint32_t uidvalidity,
+			 uint32_t uid, struct mk_store_msg *m_r);
+/* Every record with this body (any account/mailbox), to re-match after a
+ * UIDVALIDITY change. */
+bool mk_store_have_body(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN]);
+
+/* Streams a body out, decompressed, in pieces; the SHA-256 of what was
+ * produced is checked at the end (MK_ECORRUPT on mismatch, after the data
+ * went out: callers that must not emit bad data buffer or verify first).
+ * Not inside a transaction: chunks are read in separate short read txns,
+ * so the callback may do I/O.
+ * Returns: 0, MK_ENOTFOUND, MK_ECORRUPT, or the callback's negative value. */
+int mk_store_body_read(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
+		       int (*cb)(void *ud, const uint8_t *p, size_t n), void *ud);
+
+/* ---- batches ---- */
+
+struct mk_store_batch *mk_store_batch_new(struct mk_store *st);
+/* Bytes held in memory by the batch (to decide when to commit). */
+size_t mk_store_batch_bytes(const struct mk_store_batch *b);
+size_t mk_store_batch_count(const struct mk_store_batch *b);
+
+/* Starts a body within the batch. */
+struct mk_store_body *mk_store_body_begin(struct mk_store_batch *b);
+/* Returns: 0, storage errors (staging writes). */
+int mk_store_body_write(struct mk_store_body *w, const uint8_t *p, size_t n);
+/* Finishes: *sha_r and *raw_size_r. The body is part of the batch until a
+ * record references it in the same batch (else the commit drops it). */
+int mk_store_body_finish(struct mk_store_body *w, uint8_t sha_r[MK_STORE_SHA_LEN], uint64_t *raw_size_r);
+/* Drops an unfinished body (e.g. connection lost mid-literal). */
+void mk_store_body_abort(struct mk_store_body *w);
+
+/* Adds or replaces a record. A new record referencing a body increments
+ * the body's refcount; replacing keeps it balanced. The body must exist
+ * (earlier commit) or be finished in this batch. */
+int mk_store_batch_put_message(struct mk_store_batch *b, const struct mk_store_msg *m);
+/* Updates flags/keywords/state of an existing record (no body change). */
+int mk_store_batch_update_message(struct mk_store_batch *b, const struct mk_store_msg *m);
+/* Writes a mailbox's state (progress); applied after the records. */
+int mk_store_batch_put_mailbox(struct mk_store_batch *b, const struct mk_store_mailbox *mb);
+
+/* Applies everything in one write transaction (durable: full fsync), then
+ * empties the batch for reuse. MDB_MAP_FULL: grows and retries.
+ * Returns: 0, MK_EIO, MK_ENOSPC-style libc errors (negative errno). */
+int mk_store_batch_commit(struct mk_store_batch *b);
+void mk_store_batch_free(struct mk_store_batch **b);
+
+/* ---- checks ---- */
+
+int mk_store_stats(struct mk_store *st, struct mk_store_stats *s);
+
+struct mk_store_verify_report {
+	uint64_t blobs_ok, blobs_bad;         /* decompress + hash check */
+	uint64_t records_ok, records_missing_body;
+	uint64_t refcount_errors;             /* blob refcount != referencing records */
+	uint64_t orphan_blobs;
+};
+/* Reads every body and checks every record; problems are reported
+ * through cb (a line of text each; may be NULL).
+ * Returns 0 (report filled; check the counts), or a storage error. */
+int mk_store_verify(struct mk_store *st, struct mk_store_verify_report *rep,
+		    void (*cb)(void *ud, const char *problem), void *ud);
+
+/* Test hook (MK_TEST_HOOKS builds): with MK_TEST_CRASH_AT=N in the
+ * environment, the process _exit(99)s right after the Nth batch commit
+ * (MK_TEST_CRASH_BEFORE=N: just before it). */
+
+#endif
