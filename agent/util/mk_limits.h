@@ -23,6 +23,9 @@
 /* IMAP: a response line (outside literals) and the in-memory literal size. */
 #define MK_LIMIT_IMAP_LINE (64 * 1024)
 #define MK_LIMIT_IMAP_LITERAL_INLINE (64 * 1024)
+/* A streamed message body (never held in memory): Microsoft allows up to
+ * 150 MB messages; anything near 1 GiB announced is hostile. */
+#define MK_LIMIT_IMAP_LITERAL_STREAM (1024ull * 1024 * 1024)
 #define MK_LIMIT_IMAP_LIST_DEPTH 16
 #define MK_LIMIT_IMAP_ITEMS 4096
 #define MK_LIMIT_FOLDERS 100000

@@ -24,12 +24,31 @@ enum split { WHOLE, BYTES, RANDOM };
 
 /* Appends a readable line per event to log; returns the final status
  * (0, or the error that stopped the core). */
+static struct mk_buf body_acc;
+
 static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_imap_cmd *cmds, size_t ncmds)
 {
 	struct mk_imap_event ev;
 	int r;
 	while ((r = mk_imap_client_next_event(c, &ev)) == 1) {
 		switch (ev.kind) {
+		case MK_IMAP_EV_BODY_BEGIN:
+			mk_buf_printf(log, "BODY_BEGIN seq %u %s {%llu}\n", ev.fetch.seq, ev.text,
+				      (unsigned long long)ev.body_size);
+			mk_buf_reset(&body_acc);
+			break;
+		case MK_IMAP_EV_BODY_CHUNK:
+			mk_buf_append(&body_acc, ev.chunk.p, ev.chunk.n);
+			break;
+		case MK_IMAP_EV_FETCH:
+			if (ev.fetch.has_body && ev.fetch.inline_body.n == 0)
+				mk_buf_printf(log, "BODY '%s'\n", body_acc.len ? (char *)body_acc.data : "");
+			mk_buf_printf(log, "FETCH seq %u uid %u size %u flags %x kw '%s' date %lld tz %d body %d/%llu\n",
+				      ev.fetch.seq, ev.fetch.uid, ev.fetch.rfc822_size, ev.fetch.flags, ev.fetch.keywords,
+				      (long long)ev.fetch.internaldate, ev.fetch.internaldate_tz, ev.fetch.has_body,
+				      (unsigned long long)ev.fetch.body_size);
+			mk_buf_reset(&body_acc);
+			break;
 		case MK_IMAP_EV_GREETING:
 			mk_buf_printf(log, "GREETING %s [%s] %s\n", mk_imap_status_name(ev.status),
 				      ev.code ? ev.code : "", ev.text);
@@ -274,7 +293,7 @@ static void test_limits_and_garbage(void **state)
 {
 	/* a giant literal announcement is refused before any byte is buffered */
 	const char *big = "* OK hi\r\n* LIST () \"/\" {99999999999}\r\n";
-	expect_error(big, strlen(big), MK_ETOOBIG, "literal larger than");
+	expect_error(big, strlen(big), MK_ETOOBIG, "literal of more than");
 	/* an endless line */
 	size_t n = 70000;
 	char *line = mk_xmalloc(n + 20);
@@ -326,6 +345,71 @@ static void test_utf7(void **state)
 	assert_int_equal(mk_imap_utf7_encode("\xff", &out), MK_EINVAL);
 }
 
+static void test_fetch_streaming(void **state)
+{
+	mk_buf_init(&body_acc, 1 << 20);
+	struct mk_imap_cmd cmds[] = {{.kind = MK_IMAP_CMD_EXAMINE, .a = "Donn\xc3\xa9" "es"},
+				     {.kind = MK_IMAP_CMD_UID_FETCH, .a = "1:*", .b = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"}};
+	const char *in = "* OK hi\r\n"
+			 "* 3 EXISTS\r\n"
+			 "* OK [UIDVALIDITY 14] UIDs valid\r\n"
+			 "A1 OK [READ-ONLY] EXAMINE completed.\r\n"
+			 /* items in Exchange's order, size skewed, flags + keyword */
+			 "* 1 FETCH (RFC822.SIZE 999 UID 84 FLAGS (\\Seen $Forwarded \\Recent) BODY[] {11}\r\n"
+			 "Hello\r\n.\r\nX INTERNALDATE \"17-Jul-1996 02:44:25 -0700\")\r\n"
+			 /* body first, everything else after; a literal inside the tail */
+			 "* 2 FETCH (BODY[] {5}\r\nab)cd UID 85 FLAGS () INTERNALDATE \" 1-Jan-2024 00:00:00 +0000\")\r\n"
+			 /* empty FETCH (Exchange) and a flags-only one */
+			 "* 3 FETCH (UID 86 FLAGS (\\Answered \\Flagged))\r\n"
+			 "* 3 FETCH (UID 86 BODY[] NIL)\r\n"
+			 "* 4 FETCH (UID 87 BODY[] {0}\r\n)\r\n"
+			 "A2 OK FETCH completed.\r\n";
+	check3(in, cmds, 2, true,
+	       "GREETING OK [] hi\nSUBMIT 0 tag 1\nSUBMIT 0 tag 2\n"
+	       "UNTAGGED 2 args first=3\n"
+	       "UNTAGGED 0 args first=\n"
+	       "TAGGED 1 OK [READ-ONLY] EXAMINE completed.\n"
+	       "BODY_BEGIN seq 1 BODY[] {11}\n"
+	       "BODY 'Hello\r\n.\r\nX'\n"
+	       "FETCH seq 1 uid 84 size 999 flags 21 kw '$Forwarded' date 837596665 tz -420 body 1/11\n"
+	       "BODY_BEGIN seq 2 BODY[] {5}\n"
+	       "BODY 'ab)cd'\n"
+	       "FETCH seq 2 uid 85 size 0 flags 0 kw '' date 1704067200 tz 0 body 1/5\n"
+	       "FETCH seq 3 uid 86 size 0 flags 6 kw '' date 0 tz 0 body 0/0\n"
+	       "FETCH seq 3 uid 86 size 0 flags 0 kw '' date 0 tz 0 body 0/0\n"
+	       "BODY_BEGIN seq 4 BODY[] {0}\n"
+	       "BODY ''\n"
+	       "FETCH seq 4 uid 87 size 0 flags 0 kw '' date 0 tz 0 body 1/0\n"
+	       "TAGGED 2 OK [] FETCH completed.\n",
+	       "A1 EXAMINE \"Donn&AOk-es\"\r\nA2 UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+	/* hostile: a body literal over the streaming limit is refused before any byte */
+	const char *huge = "* OK hi\r\n* 1 FETCH (UID 1 BODY[] {9999999999}\r\n";
+	expect_error(huge, strlen(huge), MK_ETOOBIG, "literal of more than");
+	/* a small non-body literal over the in-memory limit */
+	const char *big = "* OK hi\r\n* 1 FETCH (UID 1 ENVELOPE {999999}\r\n";
+	expect_error(big, strlen(big), MK_ETOOBIG, "data kept in memory");
+	const char *badfetch = "* OK hi\r\n* 1 FETCH (UID x)\r\n";
+	expect_error(badfetch, strlen(badfetch), MK_EPROTO, "bad UID");
+	mk_buf_cleanup(&body_acc);
+}
+
+static void test_datetime(void **state)
+{
+	int64_t t;
+	int32_t tz;
+	assert_int_equal(mk_imap_parse_datetime("29-Feb-2024 23:59:59 +0100", 26, &t, &tz), 0);
+	assert_int_equal(t, 1709247599);
+	assert_int_equal(tz, 60);
+	assert_int_equal(mk_imap_parse_datetime("30-Feb-2024 00:00:00 +0000", 26, &t, &tz), MK_EINVAL);
+	assert_int_equal(mk_imap_parse_datetime("1-Jan-2024 00:00:00 +0000", 25, &t, &tz), 0);
+	assert_int_equal(mk_imap_parse_datetime("01-Foo-2024 00:00:00 +0000", 26, &t, &tz), MK_EINVAL);
+	uint32_t v;
+	assert_true(mk_imap_code_u32("UIDVALIDITY 14", "UIDVALIDITY", &v));
+	assert_int_equal(v, 14);
+	assert_false(mk_imap_code_u32("UIDNEXT x", "UIDNEXT", &v));
+	assert_false(mk_imap_code_u32("UIDVALIDITYX 1", "UIDVALIDITY", &v));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +422,8 @@ int main(void)
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_limits_and_garbage),
 		cmocka_unit_test(test_utf7),
+		cmocka_unit_test(test_fetch_streaming),
+		cmocka_unit_test(test_datetime),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

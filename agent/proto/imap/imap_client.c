@@ -86,13 +86,60 @@ int mk_imap_client_feed(struct mk_imap_client *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Finds the end of one complete response at the start of c->in (line plus
- * inline literals). Returns its length including the final CRLF, 0 when
- * incomplete, or <0. *line_end_r is the length without the final CRLF. */
-static long frame(struct mk_imap_client *c, size_t *line_end_r)
+/* True when the response at the start of c->in is "* <n> FETCH ". */
+static bool is_fetch_response(const uint8_t *p, size_t n)
+{
+	size_t i = 2;
+	if (n < 2 || p[0] != '*' || p[1] != ' ')
+		return false;
+	while (i < n && p[i] >= '0' && p[i] <= '9')
+		i++;
+	return i > 2 && n - i >= 7 && strncasecmp((const char *)p + i, " FETCH ", 7) == 0;
+}
+
+/* True when the item just before the literal announcement at `brace` is a
+ * message body (BODY[...], BINARY[...], RFC822, RFC822.TEXT...): those are
+ * streamed, never buffered. */
+static bool body_item_before(const uint8_t *p, size_t brace)
+{
+	size_t e = brace;
+	while (e > 0 && p[e - 1] == ' ')
+		e--;
+	size_t s = e;
+	while (s > 0 && p[s - 1] != ' ' && p[s - 1] != '(')
+		s--;
+	/* the atom may contain "[...]" with spaces: look further back */
+	if (e > 0 && p[e - 1] == ']') {
+		size_t k = e - 1;
+		while (k > 0 && p[k] != '[')
+			k--;
+		s = k;
+		while (s > 0 && p[s - 1] != ' ' && p[s - 1] != '(')
+			s--;
+	}
+	size_t l = e - s;
+	const char *t = (const char *)p + s;
+	return (l >= 5 && strncasecmp(t, "BODY[", 5) == 0) || (l >= 7 && strncasecmp(t, "BINARY[", 7) == 0) ||
+	       (l >= 6 && strncasecmp(t, "RFC822", 6) == 0 && (l == 6 || strncasecmp(t + 6, ".TEXT", 5) == 0 ||
+							       strncasecmp(t + 6, ".HEADER", 7) == 0));
+}
+
+#define NO_STREAM UINT64_MAX
+
+/* Finds the end of one response segment at the start of c->in: a line
+ * plus inline literals, ending at the final CRLF -- or, in a FETCH
+ * response, at the announcement of a body literal, which is streamed
+ * (*stream_r = its size; the segment ends after its CRLF).
+ * Returns the segment length, 0 when incomplete, or <0.
+ * *line_end_r is the length of the text without the final CRLF / without
+ * the "{n}\r\n" announcement. */
+static long frame(struct mk_imap_client *c, bool fetch_ctx, size_t *line_end_r, uint64_t *stream_r)
 {
 	const uint8_t *p = c->in.data;
 	size_t n = c->in.len, i = 0, line_bytes = 0;
+	*stream_r = NO_STREAM;
+	if (!fetch_ctx)
+		fetch_ctx = is_fetch_response(p, n);
 	while (i < n) {
 		const uint8_t *lf = memchr(p + i, '\n', n - i);
 		size_t seg_end = lf ? (size_t)(lf - p) : n;
@@ -113,17 +160,25 @@ static long frame(struct mk_imap_client *c, size_t *line_end_r)
 			while (d > 0 && p[d - 1] >= '0' && p[d - 1] <= '9')
 				d--;
 			if (d < k && d > 0 && p[d - 1] == '{') {
+				bool stream = fetch_ctx && body_item_before(p, d - 1);
+				uint64_t limit = stream ? MK_LIMIT_IMAP_LITERAL_STREAM : MK_LIMIT_IMAP_LITERAL_INLINE;
 				uint64_t len = 0;
 				for (size_t q = d; q < k; q++) {
 					len = len * 10 + (uint64_t)(p[q] - '0');
-					if (len > MK_LIMIT_IMAP_LITERAL_INLINE)
+					if (len > limit)
 						return fail(c, MK_ETOOBIG,
-							    "server sent a literal larger than %d bytes where "
-							    "mailkeep keeps data in memory",
-							    MK_LIMIT_IMAP_LITERAL_INLINE);
+							    "server announced a literal of more than %llu bytes "
+							    "(limit for %s)",
+							    (unsigned long long)limit,
+							    stream ? "a message body" : "data kept in memory");
 				}
 				if (p[end - 1] != '\r')
 					return fail(c, MK_EPROTO, "literal announcement not ended by CRLF");
+				if (stream) {
+					*stream_r = len;
+					*line_end_r = d - 1;
+					return (long)(end + 1);
+				}
 				size_t lit_start = end + 1;
 				if (n - lit_start < len)
 					return 0;
@@ -412,6 +467,263 @@ unknown:
 		    (int)(taglen < 40 ? taglen : 40), (const char *)p);
 }
 
+
+/* ---- FETCH items ---- */
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} sys_flags[] = {
+	{"\\Seen", MK_IMAP_FLAG_SEEN},     {"\\Answered", MK_IMAP_FLAG_ANSWERED},
+	{"\\Flagged", MK_IMAP_FLAG_FLAGGED}, {"\\Deleted", MK_IMAP_FLAG_DELETED},
+	{"\\Draft", MK_IMAP_FLAG_DRAFT},   {"\\Recent", MK_IMAP_FLAG_RECENT},
+};
+
+static void parse_flags(struct mk_imap_fetch *f, const struct mk_imap_args *a, uint32_t list)
+{
+	f->flags = 0;
+	f->keywords[0] = '\0';
+	size_t kl = 0;
+	uint32_t k = list + 1;
+	for (uint32_t left = a->a[list].n_children; left > 0 && k < a->n; left--, k = a->a[k].next) {
+		const struct mk_imap_arg *fl = &a->a[k];
+		if (fl->kind != MK_IMAP_ARG_ATOM)
+			continue;
+		bool sys = false;
+		for (size_t i = 0; i < sizeof(sys_flags) / sizeof(sys_flags[0]); i++) {
+			if (mk_imap_arg_eq(fl, sys_flags[i].name)) {
+				f->flags |= sys_flags[i].bit;
+				sys = true;
+			}
+		}
+		if (sys || fl->v.n == 0 || (fl->v.p[0] == '\\' && fl->v.n > 1))
+			continue; /* unknown system flags are dropped */
+		if (kl + fl->v.n + 2 < sizeof(f->keywords)) {
+			if (kl > 0)
+				f->keywords[kl++] = ' ';
+			memcpy(f->keywords + kl, fl->v.p, fl->v.n);
+			kl += fl->v.n;
+			f->keywords[kl] = '\0';
+		}
+	}
+}
+
+static bool arg_u32(const struct mk_imap_arg *a, uint32_t *v_r)
+{
+	if (a->kind != MK_IMAP_ARG_ATOM || a->v.n == 0 || a->v.n > 10)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < a->v.n; i++) {
+		if (a->v.p[i] < '0' || a->v.p[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(a->v.p[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return false;
+	*v_r = (uint32_t)v;
+	return true;
+}
+
+/* Reads "NAME value" pairs from args[k..] (siblings), into c->fetch.
+ * `body_name_at_end`: the last item name has its value streamed. */
+static int parse_items(struct mk_imap_client *c, const struct mk_imap_args *a, uint32_t k, uint32_t end,
+		       bool body_name_at_end)
+{
+	struct mk_imap_fetch *f = &c->fetch;
+	while (k < end) {
+		const struct mk_imap_arg *name = &a->a[k];
+		uint32_t vk = name->next;
+		if (name->kind != MK_IMAP_ARG_ATOM)
+			return fail(c, MK_EPROTO, "malformed FETCH response (item name expected)");
+		if (vk >= end) {
+			if (body_name_at_end)
+				return 0; /* its value is the streamed literal */
+			return fail(c, MK_EPROTO, "malformed FETCH response (no value for %.*s)",
+				    (int)(name->v.n < 40 ? name->v.n : 40), (const char *)name->v.p);
+		}
+		const struct mk_imap_arg *val = &a->a[vk];
+		if (mk_imap_arg_eq(name, "UID")) {
+			if (!arg_u32(val, &f->uid) || f->uid == 0)
+				return fail(c, MK_EPROTO, "malformed FETCH response (bad UID)");
+			f->has_uid = true;
+		} else if (mk_imap_arg_eq(name, "RFC822.SIZE")) {
+			if (!arg_u32(val, &f->rfc822_size))
+				return fail(c, MK_EPROTO, "malformed FETCH response (bad RFC822.SIZE)");
+			f->has_size = true;
+		} else if (mk_imap_arg_eq(name, "FLAGS")) {
+			if (val->kind != MK_IMAP_ARG_LIST)
+				return fail(c, MK_EPROTO, "malformed FETCH response (FLAGS is not a list)");
+			parse_flags(f, a, vk);
+			f->has_flags = true;
+		} else if (mk_imap_arg_eq(name, "INTERNALDATE")) {
+			if (val->kind != MK_IMAP_ARG_STRING ||
+			    mk_imap_parse_datetime((const char *)val->v.p, val->v.n, &f->internaldate,
+						   &f->internaldate_tz) < 0)
+				return fail(c, MK_EPROTO, "malformed FETCH response (bad INTERNALDATE)");
+			f->has_internaldate = true;
+		} else if (name->v.n >= 5 && (strncasecmp((const char *)name->v.p, "BODY[", 5) == 0 ||
+					      strncasecmp((const char *)name->v.p, "RFC822", 6) == 0 ||
+					      strncasecmp((const char *)name->v.p, "BINARY[", 7) == 0)) {
+			/* a body not streamed: a quoted string (NIL means no body:
+			 * Exchange's "empty FETCH") */
+			if (val->kind != MK_IMAP_ARG_NIL && val->kind != MK_IMAP_ARG_LIST) {
+				f->has_body = true;
+				f->inline_body = val->v;
+				f->body_size += val->v.n;
+			}
+		}
+		/* other items (ENVELOPE, BODYSTRUCTURE, MODSEQ...) are skipped */
+		k = val->next;
+	}
+	return 0;
+}
+
+static bool is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int mk_imap_parse_datetime(const char *s, size_t n, int64_t *t_r, int32_t *tz_r)
+{
+	/* "dd-Mon-yyyy hh:mm:ss +zzzz", day possibly space-padded */
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char b[32];
+	if (n < 25 || n >= sizeof(b))
+		return MK_EINVAL;
+	memcpy(b, s, n);
+	b[n] = '\0';
+	const char *p = b;
+	if (*p == ' ')
+		p++;
+	int day = 0, i = 0;
+	while (i < 2 && p[i] >= '0' && p[i] <= '9')
+		day = day * 10 + (p[i++] - '0');
+	if (i == 0 || p[i] != '-')
+		return MK_EINVAL;
+	p += i + 1;
+	int mon = -1;
+	for (int m = 0; m < 12; m++)
+		if (strncasecmp(p, months + m * 3, 3) == 0)
+			mon = m;
+	if (mon < 0 || p[3] != '-')
+		return MK_EINVAL;
+	p += 4;
+	int v[4] = {0};
+	/* yyyy hh:mm:ss */
+	for (i = 0; i < 4; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return MK_EINVAL;
+		v[0] = v[0] * 10 + (p[i] - '0');
+	}
+	p += 4;
+	for (int f = 1; f <= 3; f++) {
+		if (*p != (f == 1 ? ' ' : ':') || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+			return MK_EINVAL;
+		v[f] = (p[1] - '0') * 10 + (p[2] - '0');
+		p += 3;
+	}
+	if (p[0] != ' ' || (p[1] != '+' && p[1] != '-'))
+		return MK_EINVAL;
+	int zh = 0, zm = 0;
+	for (i = 2; i < 6; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return MK_EINVAL;
+	zh = (p[2] - '0') * 10 + (p[3] - '0');
+	zm = (p[4] - '0') * 10 + (p[5] - '0');
+	static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int year = v[0];
+	if (year < 1970 || year > 9999 || day < 1 || day > mdays[mon] + (mon == 1 && is_leap(year)) || v[1] > 23 ||
+	    v[2] > 59 || v[3] > 60 || zh > 23 || zm > 59)
+		return MK_EINVAL;
+	int64_t days = 0;
+	for (int y = 1970; y < year; y++)
+		days += is_leap(y) ? 366 : 365;
+	for (int m = 0; m < mon; m++)
+		days += mdays[m] + (m == 1 && is_leap(year));
+	days += day - 1;
+	int32_t tz = (zh * 60 + zm) * (p[1] == '-' ? -1 : 1);
+	*t_r = days * 86400 + v[1] * 3600 + v[2] * 60 + v[3] - (int64_t)tz * 60;
+	*tz_r = tz;
+	return 0;
+}
+
+bool mk_imap_code_u32(const char *code, const char *name, uint32_t *v_r)
+{
+	size_t l = strlen(name);
+	if (code == NULL || strncasecmp(code, name, l) != 0 || code[l] != ' ')
+		return false;
+	uint64_t v = 0;
+	const char *p = code + l + 1;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9') {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		if (v > UINT32_MAX)
+			return false;
+	}
+	*v_r = (uint32_t)v;
+	return true;
+}
+
+/* A FETCH segment: "* n FETCH (items..." up to the end or a streamed
+ * body literal (first = true), or the items after a streamed literal up
+ * to the closing ")" (first = false). Fills ev as FETCH or BODY_BEGIN. */
+static int handle_fetch_segment(struct mk_imap_client *c, const uint8_t *p, size_t n, bool first, uint64_t stream,
+				struct mk_imap_event *ev)
+{
+	const char *lerr = "malformed";
+	size_t off = 0;
+	if (first) {
+		memset(&c->fetch, 0, sizeof(c->fetch));
+		/* "* " seq " FETCH (" */
+		size_t i = 2;
+		uint64_t seq = 0;
+		while (i < n && p[i] >= '0' && p[i] <= '9') {
+			seq = seq * 10 + (uint64_t)(p[i] - '0');
+			if (seq > UINT32_MAX)
+				return fail(c, MK_EPROTO, "malformed FETCH response (sequence number)");
+			i++;
+		}
+		c->fetch.seq = (uint32_t)seq;
+		i += 7; /* " FETCH " */
+		if (i >= n || p[i] != '(')
+			return fail(c, MK_EPROTO, "malformed FETCH response (no item list)");
+		off = i + 1;
+	}
+	size_t used = 0;
+	int r = mk_imap_lexer_parse_until_close(&c->args, p + off, n - off, &used, &lerr);
+	if (r < 0)
+		return fail(c, r, "cannot parse FETCH response: %s", lerr);
+	bool closed = off + used < n; /* stopped at the final ')' */
+	if (stream != NO_STREAM && closed)
+		return fail(c, MK_EPROTO, "malformed FETCH response (literal after the item list)");
+	if (stream == NO_STREAM && !closed)
+		return fail(c, MK_EPROTO, "malformed FETCH response (unterminated item list)");
+	/* top-level args only: walk siblings */
+	r = parse_items(c, &c->args, 0, c->args.n, stream != NO_STREAM);
+	if (r < 0)
+		return r;
+	if (stream != NO_STREAM) {
+		/* the section name is the last top-level atom */
+		uint32_t last = 0;
+		for (uint32_t k = 0; k < c->args.n; k = c->args.a[k].next)
+			last = k;
+		c->fetch.has_body = true;
+		c->fetch.body_size += stream;
+		c->stream_left = stream;
+		c->in_fetch_tail = true;
+		ev->kind = MK_IMAP_EV_BODY_BEGIN;
+		ev->body_size = stream;
+		ev->text = c->args.n ? copy_text(c, c->args.a[last].v.p, c->args.a[last].v.n) : "";
+		ev->fetch = c->fetch;
+		return 1;
+	}
+	c->in_fetch_tail = false;
+	ev->kind = MK_IMAP_EV_FETCH;
+	ev->fetch = c->fetch;
+	return 1;
+}
+
 int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev_r)
 {
 	if (c->state == MK_IMAP_STATE_FAILED)
@@ -422,11 +734,35 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		c->consume_next = 0;
 	}
 	for (;;) {
+		if (c->stream_left > 0) {
+			/* the body literal of a FETCH: hand out what is here */
+			if (c->in.len == 0)
+				return 0;
+			size_t take = c->in.len < c->stream_left ? c->in.len : (size_t)c->stream_left;
+			memset(ev_r, 0, sizeof(*ev_r));
+			ev_r->kind = MK_IMAP_EV_BODY_CHUNK;
+			ev_r->chunk.p = c->in.data;
+			ev_r->chunk.n = take;
+			ev_r->fetch = c->fetch;
+			c->stream_left -= take;
+			c->consume_next = take;
+			return 1;
+		}
 		size_t line_end = 0;
-		long fl = frame(c, &line_end);
+		uint64_t stream;
+		long fl = frame(c, c->in_fetch_tail, &line_end, &stream);
 		if (fl <= 0)
 			return (int)fl;
 		memset(ev_r, 0, sizeof(*ev_r));
+		if (c->in_fetch_tail || stream != NO_STREAM || is_fetch_response(c->in.data, line_end)) {
+			if (mk_buf_reserve(&c->ev_text, line_end + 64, NULL) < 0)
+				return fail(c, MK_ETOOBIG, "server response too long");
+			int r = handle_fetch_segment(c, c->in.data, line_end, !c->in_fetch_tail, stream, ev_r);
+			if (r < 0)
+				return r;
+			c->consume_next = (size_t)fl;
+			return 1;
+		}
 		/* Room for every string of this event (code + text <= line), so
 		 * copy_text() never reallocates under earlier pointers. */
 		if (mk_buf_reserve(&c->ev_text, line_end + 64, NULL) < 0)
@@ -571,6 +907,27 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		}
 		break;
 	}
+	case MK_IMAP_CMD_EXAMINE:
+	case MK_IMAP_CMD_SELECT: {
+		char *enc = NULL;
+		if (cmd->a == NULL || mk_imap_utf7_encode(cmd->a, &enc) < 0) {
+			r = MK_EINVAL;
+			break;
+		}
+		r = r ? r : mk_buf_append_str(&c->out, cmd->kind == MK_IMAP_CMD_EXAMINE ? "EXAMINE " : "SELECT ");
+		r = r ? r : put_astring(c, enc, &sync);
+		r = r ? r : mk_buf_append_str(&c->out, "\r\n");
+		mk_free(enc);
+		break;
+	}
+	case MK_IMAP_CMD_UID_FETCH:
+		if (cmd->a == NULL || cmd->b == NULL || strpbrk(cmd->a, " \r\n") != NULL ||
+		    strpbrk(cmd->b, "\r\n") != NULL) {
+			r = MK_EINVAL;
+			break;
+		}
+		r = r ? r : mk_buf_printf(&c->out, "UID FETCH %s %s\r\n", cmd->a, cmd->b);
+		break;
 	case MK_IMAP_CMD_LIST:
 		r = r ? r : mk_buf_append_str(&c->out, "LIST ");
 		r = r ? r : put_astring(c, cmd->a ? cmd->a : "", &sync);
@@ -582,7 +939,8 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 	if (r < 0) {
 		mk_buf_truncate(&c->out, start, true);
 		c->held_sasl = false;
-		return MK_ETOOBIG;
+		c->next_tag--;
+		return r == MK_EINVAL ? MK_EINVAL : MK_ETOOBIG;
 	}
 	if (sync) {
 		/* Send up to the first hold point now. */

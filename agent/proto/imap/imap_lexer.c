@@ -54,7 +54,8 @@ static bool atom_char(uint8_t ch)
 	return ch != ' ' && ch != '\r' && ch != '\n' && ch != '(' && ch != ')' && ch != '"' && ch != '{';
 }
 
-int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, const char **error_r)
+static int lex(struct mk_imap_args *args, const uint8_t *p, size_t n, bool stop_at_close, size_t *used_r,
+	       const char **error_r)
 {
 	args->n = 0;
 	mk_buf_reset(&args->strbuf);
@@ -78,6 +79,8 @@ int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, c
 		uint32_t idx;
 		int ret;
 		if (ch == ')') {
+			if (depth == 0 && stop_at_close)
+				break;
 			if (depth == 0) {
 				*error_r = "unbalanced ')'";
 				return MK_EPROTO;
@@ -211,7 +214,20 @@ int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, c
 		return MK_EPROTO;
 	}
 	mk_buf_commit(&args->strbuf, sblen);
+	if (used_r != NULL)
+		*used_r = i;
 	return 0;
+}
+
+int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, const char **error_r)
+{
+	return lex(args, p, n, false, NULL, error_r);
+}
+
+int mk_imap_lexer_parse_until_close(struct mk_imap_args *args, const uint8_t *p, size_t n, size_t *used_r,
+				    const char **error_r)
+{
+	return lex(args, p, n, true, used_r, error_r);
 }
 
 bool mk_imap_arg_eq(const struct mk_imap_arg *arg, const char *s)

@@ -51,6 +51,11 @@ void mk_imap_args_cleanup(struct mk_imap_args *args);
  * without the final CRLF). Stops at the end or at an unbalanced ')'.
  * Returns: 0, MK_EPROTO (malformed; *error_r static), MK_ETOOBIG. */
 int mk_imap_lexer_parse(struct mk_imap_args *args, const uint8_t *p, size_t n, const char **error_r);
+/* Like mk_imap_lexer_parse, but an unbalanced ')' at depth 0 ends the
+ * input (the tail of a FETCH response after a streamed literal);
+ * *used_r is where parsing stopped. */
+int mk_imap_lexer_parse_until_close(struct mk_imap_args *args, const uint8_t *p, size_t n, size_t *used_r,
+				    const char **error_r);
 /* True when arg is an ATOM/STRING/LITERAL equal to s (ASCII case-insensitive). */
 bool mk_imap_arg_eq(const struct mk_imap_arg *arg, const char *s);
 /* Copies a string-ish arg (ATOM/STRING/LITERAL) into a new C string; NIL
@@ -81,6 +86,9 @@ enum mk_imap_event_kind {
 	MK_IMAP_EV_CONTINUATION, /* "+ ..." not consumed by the core */
 	MK_IMAP_EV_TAGGED,       /* a command completed */
 	MK_IMAP_EV_BYE,          /* untagged BYE after the greeting */
+	MK_IMAP_EV_FETCH,        /* a FETCH response, complete: ev->fetch */
+	MK_IMAP_EV_BODY_BEGIN,   /* a body literal of a FETCH starts: ev->fetch.seq, ev->body_size, ev->text (section) */
+	MK_IMAP_EV_BODY_CHUNK,   /* the next bytes of that body: ev->chunk */
 	/* The go-ahead for STARTTLS is the TAGGED OK of MK_IMAP_CMD_STARTTLS:
 	 * the owner starts TLS, then calls mk_imap_client_tls_started(). */
 };
@@ -93,6 +101,33 @@ enum mk_imap_cmd_kind {
 	MK_IMAP_CMD_AUTHENTICATE_PLAIN, /* user, pass (SASL-IR when offered) */
 	MK_IMAP_CMD_LIST,              /* ref, pattern */
 	MK_IMAP_CMD_LOGOUT,
+	MK_IMAP_CMD_EXAMINE,   /* a: mailbox name in UTF-8 (encoded to modified UTF-7 here) */
+	MK_IMAP_CMD_SELECT,    /* a: mailbox name in UTF-8 */
+	MK_IMAP_CMD_UID_FETCH, /* a: sequence set ("1:*", "5,7:9"), b: items ("(UID FLAGS)") */
+};
+
+/* System flags, same bits as the store's (storage/mk_store.h). */
+enum mk_imap_flag {
+	MK_IMAP_FLAG_SEEN = 1 << 0,
+	MK_IMAP_FLAG_ANSWERED = 1 << 1,
+	MK_IMAP_FLAG_FLAGGED = 1 << 2,
+	MK_IMAP_FLAG_DELETED = 1 << 3,
+	MK_IMAP_FLAG_DRAFT = 1 << 4,
+	MK_IMAP_FLAG_RECENT = 1 << 5,
+};
+
+/* The items of one FETCH response, gathered across a streamed body. */
+struct mk_imap_fetch {
+	uint32_t seq;
+	uint32_t uid;
+	uint32_t rfc822_size;
+	uint32_t flags;        /* enum mk_imap_flag */
+	char keywords[512];    /* other flags, space-separated (truncated if longer) */
+	int64_t internaldate;  /* unix seconds */
+	int32_t internaldate_tz; /* minutes east of UTC */
+	uint64_t body_size;    /* bytes of the body literal(s) */
+	bool has_uid, has_size, has_flags, has_internaldate, has_body;
+	struct mk_slice inline_body; /* a body sent as a quoted string (rare) */
 };
 
 struct mk_imap_cmd {
@@ -121,6 +156,10 @@ struct mk_imap_event {
 	const struct mk_imap_args *args;
 	/* LIST */
 	struct mk_imap_list list;
+	/* FETCH / BODY_BEGIN / BODY_CHUNK */
+	struct mk_imap_fetch fetch;
+	uint64_t body_size;
+	struct mk_slice chunk;
 };
 
 enum mk_imap_state {
@@ -158,6 +197,10 @@ struct mk_imap_client {
 	bool held_sasl;    /* ... a SASL response (one line per "+") */
 	size_t consume_next; /* bytes of `in` the last event used */
 	char *list_raw, *list_name;
+	/* streaming a FETCH body literal */
+	uint64_t stream_left;  /* bytes of the current body literal still to come */
+	bool in_fetch_tail;    /* after a streamed literal: the rest of the FETCH */
+	struct mk_imap_fetch fetch;
 	const char *error;
 	char errbuf[160];
 };
@@ -189,6 +232,12 @@ void mk_imap_client_output_done(struct mk_imap_client *c, size_t n);
 void mk_imap_client_tls_started(struct mk_imap_client *c);
 
 bool mk_imap_client_has_cap(const struct mk_imap_client *c, const char *cap);
+/* "UIDVALIDITY 14" style response code: true and *v_r when `code` starts
+ * with `name` followed by a number. */
+bool mk_imap_code_u32(const char *code, const char *name, uint32_t *v_r);
+/* Parses an IMAP date-time ("17-Jul-1996 02:44:25 -0700").
+ * Returns: 0, MK_EINVAL. */
+int mk_imap_parse_datetime(const char *s, size_t n, int64_t *t_r, int32_t *tz_r);
 const char *mk_imap_client_error(const struct mk_imap_client *c);
 const char *mk_imap_status_name(enum mk_imap_status s);
 
