@@ -9,6 +9,7 @@
 #include "mk_config.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* sysexits.h values, named here so the mapping is documented in one place. */
 enum mk_cli_exit {
@@ -41,6 +42,18 @@ int mk_cli_load_config(const struct mk_cli *cli, struct mk_config **cfg_r);
  * Prints a message and returns NULL when there is none. */
 const struct mk_config_account *mk_cli_pick_account(const struct mk_config *cfg, const char *name);
 
+struct mk_store;
+/* Loads the config and opens its store, printing errors. Returns 0 or an exit code. */
+int mk_cli_open_store(const struct mk_cli *cli, struct mk_config **cfg_r, struct mk_store **st_r);
+/* Splits "ACCOUNT[/FOLDER]". Returns: 0, MK_EINVAL. */
+int mk_cli_split_path(const char *path, char *acct, size_t acctsz, const char **folder_r);
+
 int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_cat(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_stats(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_export(const struct mk_cli *cli, int argc, char **argv);
 
 #endif

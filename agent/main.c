@@ -26,6 +26,13 @@ static void usage(FILE *f)
 		"  check-config         read the configuration and print the resolved accounts\n"
 		"                       (secrets masked), or FILE:LINE errors\n"
 		"  folders [ACCOUNT]    connect (TLS verified), log in, and list the folders\n"
+		"  sync [ACCOUNT...]    back up every selected folder into the store (read-only on\n"
+		"                       the server, incremental, safe to interrupt)\n"
+		"  ls [ACCOUNT[/FOLDER]] [--json]   folders with counts, or a folder's messages\n"
+		"  cat ACCOUNT/FOLDER/UID           a stored message, byte for byte\n"
+		"  export --maildir DIR | --mbox FILE [ACCOUNT[/FOLDER]]   write a Maildir or mbox\n"
+		"  verify               check every stored body's hash and every record\n"
+		"  stats [--json]       counts, sizes, compression and dedupe ratios\n"
 		"  help                 this text\n"
 		"\n"
 		"options:\n"
@@ -37,7 +44,8 @@ static void usage(FILE *f)
 		"  -h, --help           this text\n"
 		"\n"
 		"exit codes (sysexits.h):\n"
-		"  0 ok, 64 usage, 69 unavailable (feature or pass_cmd), 70 internal error,\n"
+		"  0 ok, 64 usage, 65 data error (verify found a problem), 69 unavailable\n"
+		"  (feature or pass_cmd), 70 internal error, 73 cannot create the store, 74 I/O error,\n"
 		"  75 temporary network failure (refused, timeout, DNS), 76 protocol or TLS\n"
 		"  failure (certificate not trusted, host name mismatch, old TLS), 77 login\n"
 		"  failed or unsafe file permissions, 78 configuration error\n",
@@ -120,8 +128,17 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "check-config") == 0)
 		return cmd_check_config(&cli, sub_argc, sub_argv);
-	if (strcmp(cmd, "folders") == 0)
-		return mk_cli_folders(&cli, sub_argc, sub_argv);
+	static const struct {
+		const char *name;
+		int (*fn)(const struct mk_cli *cli, int argc, char **argv);
+	} cmds[] = {
+		{"folders", mk_cli_folders}, {"sync", mk_cli_sync},     {"ls", mk_cli_ls},
+		{"cat", mk_cli_cat},         {"stats", mk_cli_stats},   {"verify", mk_cli_verify},
+		{"export", mk_cli_export},
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(cmd, cmds[i].name) == 0)
+			return cmds[i].fn(&cli, sub_argc, sub_argv);
 	fprintf(stderr, "mailkeep: unknown command \"%s\" (see `mailkeep help`)\n", cmd);
 	return MK_EXIT_USAGE;
 }

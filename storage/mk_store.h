@@ -174,6 +174,7 @@ struct mk_store_verify_report {
 	uint64_t records_ok, records_missing_body;
 	uint64_t refcount_errors;             /* blob refcount != referencing records */
 	uint64_t orphan_blobs;
+	uint64_t orphan_chunks;               /* chunks no blob or staging mark owns */
 };
 /* Reads every body and checks every record; problems are reported
  * through cb (a line of text each; may be NULL).

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli_sync.c - `mailkeep sync [ACCOUNT...]`: a one-shot backup of every
+ * selected folder of the accounts (all of them by default), in parallel
+ * on one loop. Exit status: 0 when every folder of every account was
+ * backed up; otherwise the most serious failure's sysexits code, with one
+ * line per failed folder or account.
+ */
+#include "cli.h"
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "mk_log.h"
+#include "mk_store.h"
+#include "mk_sync.h"
+#include "mk_tls.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct acct_run {
+	const struct mk_config_account *acct;
+	struct mk_tls_ctx *tls;
+	char *secret;
+	struct mk_sync *sync;
+	bool done;
+};
+
+struct sync_cli {
+	bool quiet, tty;
+	int64_t last_progress_ms;
+	bool progress_shown;
+	struct acct_run *runs;
+	size_t n_runs;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void clear_progress(struct sync_cli *c)
+{
+	if (c->progress_shown) {
+		fputs("\r\033[K", stderr);
+		c->progress_shown = false;
+	}
+}
+
+static void on_progress(void *ud, const char *account, const char *folder, uint64_t done, uint64_t total,
+			uint64_t bytes)
+{
+	struct sync_cli *c = ud;
+	if (!c->tty || c->quiet)
+		return;
+	int64_t now = mono_ms();
+	if (now - c->last_progress_ms < 200 && done != total)
+		return;
+	c->last_progress_ms = now;
+	fprintf(stderr, "\r\033[K%s/%s: %llu/%llu messages, %.1f MB", account, folder, (unsigned long long)done,
+		(unsigned long long)total, (double)bytes / 1e6);
+	c->progress_shown = true;
+}
+
+static void on_folder(void *ud, const char *account, const struct mk_sync_folder_result *fr)
+{
+	struct sync_cli *c = ud;
+	clear_progress(c);
+	if (fr->err != 0) {
+		fprintf(stderr, "mailkeep: account %s, folder %s: %s\n", account, fr->name, fr->error);
+		return;
+	}
+	if (c->quiet)
+		return;
+	if (fr->new_messages || fr->flag_updates || fr->gone || fr->no_body || fr->uidvalidity_changed)
+		printf("%s/%s: %llu new (%.1f MB), %llu flag changes, %llu gone from server%s%s\n", account, fr->name,
+		       (unsigned long long)fr->new_messages, (double)fr->new_bytes / 1e6,
+		       (unsigned long long)fr->flag_updates, (unsigned long long)fr->gone,
+		       fr->no_body ? ", some sent without content (retried next run)" : "",
+		       fr->uidvalidity_changed ? ", UIDVALIDITY changed (old copy kept)" : "");
+	else
+		printf("%s/%s: up to date\n", account, fr->name);
+	fflush(stdout);
+}
+
+static void on_done(void *ud, struct mk_sync *s)
+{
+	struct acct_run *r = ud;
+	r->done = true;
+}
+
+static int worse(int a, int b)
+{
+	/* the most serious wins: config/auth/protocol over temporary */
+	static const int order[] = {MK_EXIT_OK,       MK_EXIT_TEMPFAIL, MK_EXIT_UNAVAILABLE, MK_EXIT_PROTOCOL,
+				    MK_EXIT_SOFTWARE, MK_EXIT_NOPERM,   MK_EXIT_CONFIG,      MK_EXIT_CANTCREAT,
+				    MK_EXIT_IOERR};
+	int ia = 0, ib = 0;
+	for (int i = 0; i < (int)(sizeof(order) / sizeof(order[0])); i++) {
+		if (order[i] == a)
+			ia = i;
+		if (order[i] == b)
+			ib = i;
+	}
+	return ib > ia ? b : a;
+}
+
+static void usage_sync(FILE *f)
+{
+	fprintf(f, "usage: mailkeep [-c FILE] sync [--quiet] [--trace] [ACCOUNT...]\n"
+		   "Backs up every selected folder (config key `folders`) of the accounts\n"
+		   "(default: all accounts with an IMAP server) into the store. Read-only on the\n"
+		   "server; incremental; safe to interrupt at any time.\n");
+}
+
+int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"quiet", no_argument, NULL, 'q'},
+		{"trace", no_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct sync_cli c = {0};
+	bool trace = false;
+	c.quiet = cli->quiet;
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'q':
+			c.quiet = true;
+			break;
+		case 't':
+			trace = true;
+			mk_log_set_level(MK_LOG_TRACE);
+			break;
+		case 'h':
+			usage_sync(stdout);
+			return MK_EXIT_OK;
+		default:
+			usage_sync(stderr);
+			return MK_EXIT_USAGE;
+		}
+	}
+	c.tty = isatty(2) && getenv("NO_COLOR") == NULL;
+	struct mk_config *cfg = NULL;
+	int ex = mk_cli_load_config(cli, &cfg);
+	if (ex != 0)
+		return ex;
+	/* which accounts */
+	c.runs = mk_xcalloc(cfg->n_accounts ? cfg->n_accounts : 1, sizeof(*c.runs));
+	if (optind < argc) {
+		for (int i = optind; i < argc; i++) {
+			const struct mk_config_account *a = mk_cli_pick_account(cfg, argv[i]);
+			if (a == NULL) {
+				mk_free(c.runs);
+				mk_config_free(&cfg);
+				return MK_EXIT_CONFIG;
+			}
+			c.runs[c.n_runs++].acct = a;
+		}
+	} else {
+		for (size_t i = 0; i < cfg->n_accounts; i++)
+			if (cfg->accounts[i].imap.host != NULL)
+				c.runs[c.n_runs++].acct = &cfg->accounts[i];
+	}
+	if (c.n_runs == 0) {
+		fprintf(stderr, "mailkeep: %s: no account with an IMAP server to sync\n", cfg->path);
+		mk_free(c.runs);
+		mk_config_free(&cfg);
+		return MK_EXIT_CONFIG;
+	}
+	struct mk_store *store = NULL;
+	char *error = NULL;
+	int r = mk_store_open(cfg->store, 6, &store, &error);
+	if (r < 0) {
+		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
+		mk_free(error);
+		mk_free(c.runs);
+		mk_config_free(&cfg);
+		return r == MK_ECONFIG ? MK_EXIT_CONFIG : MK_EXIT_CANTCREAT;
+	}
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int result = MK_EXIT_OK;
+	for (size_t i = 0; i < c.n_runs; i++) {
+		struct acct_run *run = &c.runs[i];
+		const struct mk_config_account *a = run->acct;
+		if (a->imap.host == NULL) {
+			fprintf(stderr, "mailkeep: account %s has no IMAP server (imap_host)\n", a->name);
+			result = worse(result, MK_EXIT_CONFIG);
+			run->done = true;
+			continue;
+		}
+		if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
+			fprintf(stderr, "mailkeep: account %s uses auth = xoauth2; OAuth2 sign-in is not available in "
+					"this version yet\n",
+				a->name);
+			result = worse(result, MK_EXIT_UNAVAILABLE);
+			run->done = true;
+			continue;
+		}
+		r = mk_config_get_secret(a, &run->secret, &error);
+		if (r == 0)
+			r = mk_tls_ctx_new(a->tls_ca_file, &run->tls, &error);
+		if (r < 0) {
+			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, error ? error : mk_strerror(r));
+			MK_FREE(&error);
+			result = worse(result, r == MK_ETLS ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE);
+			run->done = true;
+			continue;
+		}
+		struct mk_sync_opts so = {
+			.loop = &loop,
+			.acct = a,
+			.store = store,
+			.tls_ctx = run->tls,
+			.secret = run->secret,
+			.trace = trace,
+			.on_progress = on_progress,
+			.on_folder = on_folder,
+			.ud = &c,
+		};
+		r = mk_sync_start(&so, on_done, run, &run->sync);
+		mk_config_secret_free(&run->secret);
+		if (r < 0) {
+			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, mk_strerror(r));
+			result = worse(result, mk_cli_exit_for(r));
+			run->done = true;
+		}
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	clear_progress(&c);
+	for (size_t i = 0; i < c.n_runs; i++) {
+		struct acct_run *run = &c.runs[i];
+		if (run->sync != NULL) {
+			const struct mk_sync_result *res = mk_sync_result(run->sync);
+			if (res->err != 0) {
+				fprintf(stderr, "mailkeep: account %s: %s\n", run->acct->name, res->error);
+				result = worse(result, mk_cli_exit_for(res->err));
+			}
+			for (size_t k = 0; k < res->n_folders; k++)
+				if (res->folders[k].err != 0)
+					result = worse(result, mk_cli_exit_for(res->folders[k].err));
+			if (!c.quiet && res->err == 0)
+				printf("%s: %llu folders, %llu new messages (%.1f MB), %llu flag changes, %llu gone%s\n",
+				       run->acct->name, (unsigned long long)res->folders_ok,
+				       (unsigned long long)res->new_messages, (double)res->new_bytes / 1e6,
+				       (unsigned long long)res->flag_updates, (unsigned long long)res->gone,
+				       res->folders_failed ? ", SOME FOLDERS FAILED" : "");
+			mk_sync_free(&run->sync);
+		}
+		mk_config_secret_free(&run->secret);
+		mk_tls_ctx_free(&run->tls);
+	}
+	int lc = uv_loop_close(&loop);
+	MK_ASSERT(lc == 0);
+	mk_store_close(&store);
+	mk_free(c.runs);
+	mk_config_free(&cfg);
+	return result;
+}

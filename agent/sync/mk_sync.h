@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_sync.h - the IMAP backup engine: one account, every selected folder,
+ * into the store, over up to max_connections sessions.
+ *
+ * A backup never changes the server: folders are opened with EXAMINE and
+ * bodies fetched with BODY.PEEK[]. Per folder: learn UIDVALIDITY, list the
+ * server's UIDs and flags (`UID FETCH 1:* (UID FLAGS)`: Outlook has no
+ * CONDSTORE), diff against the store, fetch only UIDs the store lacks
+ * (streamed through SHA-256 and zlib, never buffered whole), update
+ * flags, and mark UIDs that vanished as gone (content kept). Batches
+ * commit bodies, records and folder progress together.
+ *
+ * The engine calls no uv_* function itself; it drives sessions.
+ */
+#ifndef MK_SYNC_H
+#define MK_SYNC_H
+
+#include "mk_config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mk_store;
+struct mk_tls_ctx;
+struct mk_sync;
+typedef struct uv_loop_s uv_loop_t;
+
+struct mk_sync_folder_result {
+	char name[256];
+	uint64_t new_messages, new_bytes, flag_updates, gone, no_body;
+	bool uidvalidity_changed;
+	int err; /* 0 or why this folder failed */
+	char error[400];
+};
+
+struct mk_sync_result {
+	int err; /* 0, or the account-level failure (connect, login, LIST) */
+	char error[600];
+	uint64_t folders_ok, folders_failed;
+	uint64_t new_messages, new_bytes, flag_updates, gone, no_body;
+	struct mk_sync_folder_result *folders; /* n_folders entries */
+	size_t n_folders;
+};
+
+struct mk_sync_opts {
+	uv_loop_t *loop;
+	const struct mk_config_account *acct;
+	struct mk_store *store;
+	struct mk_tls_ctx *tls_ctx;
+	const char *secret; /* password; copied and wiped by the engine */
+	bool trace;
+	/* progress: called after each message and folder; may be NULL */
+	void (*on_progress)(void *ud, const char *account, const char *folder, uint64_t done, uint64_t total,
+			    uint64_t bytes);
+	/* a folder finished (ok or not); may be NULL */
+	void (*on_folder)(void *ud, const char *account, const struct mk_sync_folder_result *fr);
+	void *ud;
+};
+
+/* Starts the sync; `done` runs exactly once (unless this fails
+ * synchronously) with the result, owned by the engine until
+ * mk_sync_free(). Returns: 0, MK_ENOTFOUND (no IMAP server), storage errors. */
+int mk_sync_start(const struct mk_sync_opts *opts, void (*done)(void *ud, struct mk_sync *s), void *ud,
+		  struct mk_sync **s_r);
+const struct mk_sync_result *mk_sync_result(const struct mk_sync *s);
+/* Stops every session (cancel): done runs with MK_ECANCELED. */
+void mk_sync_cancel(struct mk_sync *s);
+void mk_sync_free(struct mk_sync **s);
+
+#endif

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store_int.h - internals shared by the files of storage/: the store and
+ * batch structures, the transaction helpers (grow-and-replay on
+ * MDB_MAP_FULL), the value codecs of schema.c (exposed for the fuzz
+ * target) and a few test-only helpers. Nothing outside storage/ and its
+ * tests may include this header: it pulls in <lmdb.h> and <zlib.h>.
+ */
+#ifndef MK_STORE_INT_H
+#define MK_STORE_INT_H
+
+#include "mk_crypto.h"
+#include "mk_store.h"
+
+#include <lmdb.h>
+#include <sys/types.h>
+#include <zlib.h>
+
+#define MK__STORE_SCHEMA_VERSION 1u
+/* Version byte leading every value written by this schema. */
+#define MK__STORE_VALUE_V1 1u
+/* One chunk holds at most this many stored bytes (LMDB overflow pages). */
+#define MK__STORE_CHUNK ((size_t)1024 * 1024)
+/* Map size of a new store; grows by doubling on MDB_MAP_FULL. */
+#define MK__STORE_INITIAL_MAP ((size_t)64 * 1024 * 1024)
+/* Growth stops here: past it MDB_MAP_FULL becomes -ENOSPC. */
+#define MK__STORE_MAX_MAP ((size_t)1 << 42)
+
+/* Limits of encoded names (an account name is an LMDB key: max 511). */
+#define MK__STORE_ACCOUNT_NAME_MAX 255
+/* Mailbox names longer than this are keyed by a prefix plus their SHA-256. */
+#define MK__STORE_MBNAME_KEY_PREFIX 400
+#define MK__STORE_MBNAME_KEY_MAX (4 + MK__STORE_MBNAME_KEY_PREFIX + 1 + MK_STORE_SHA_LEN)
+
+/* Largest encoded values (checked by the encoders). */
+#define MK__STORE_MSG_VAL_MAX 1024
+#define MK__STORE_MBOX_VAL_MAX 1536
+#define MK__STORE_BLOB_VAL_MAX 64
+
+enum mk__store_codec {
+	MK__STORE_CODEC_STORED = 0,
+	MK__STORE_CODEC_ZLIB = 1,
+};
+
+struct mk__store_blob {
+	uint64_t refcount;
+	uint64_t raw_size;
+	uint64_t stored_size;
+	uint64_t owner; /* chunk owner id */
+	uint32_t n_chunks;
+	uint8_t codec; /* enum mk__store_codec */
+};
+
+struct mk_store {
+	MDB_env *env;
+	MDB_dbi meta, accounts, account_names, mailboxes, mailbox_names, messages, blobs, chunks, staging;
+	char *dir;
+	int zlevel;
+	pid_t pid;         /* LMDB handles must not be used after fork() */
+	int open_txns;     /* set_mapsize is legal only at 0 */
+	uint64_t growths;  /* map doublings (tests, bench) */
+	uint32_t unique_seq;
+	char host[64];     /* for unique names, '/' and ':' escaped */
+};
+
+struct mk_store_body {
+	struct mk_store_batch *b;
+	struct mk_store_body *next;
+	z_stream zs;
+	bool z_active;
+	bool finished;
+	bool failed;
+	struct mk_sha256 sha_ctx;
+	uint8_t sha[MK_STORE_SHA_LEN];
+	uint64_t raw_size;
+	uint8_t codec;
+	/* Stored bytes not yet written (the whole body while it is small). */
+	uint8_t *mem;
+	size_t mem_len, mem_cap;
+	/* Spilled: chunks 0..spilled_chunks-1 are committed under `owner`,
+	 * which has a staging mark until a batch commit links or drops them. */
+	uint64_t owner;
+	uint32_t spilled_chunks;
+	uint64_t stored_size; /* spilled + pending */
+};
+
+enum mk__store_op_kind {
+	MK__STORE_OP_PUT = 1,
+	MK__STORE_OP_UPDATE,
+	MK__STORE_OP_MAILBOX,
+};
+
+struct mk__store_op {
+	uint8_t kind;
+	bool unique_generated; /* an existing record's unique wins */
+	union {
+		struct mk_store_msg msg;
+		struct mk_store_mailbox mb;
+	} u;
+};
+
+struct mk_store_batch {
+	struct mk_store *st;
+	struct mk_store_body *bodies; /* in begin order */
+	struct mk_store_body **bodies_tail;
+	struct mk__store_op *ops;
+	size_t n_ops, cap_ops;
+	size_t n_msgs;
+};
+
+/* ---- store.c: errors, transactions ---- */
+
+/* LMDB rc -> our sign convention (errno values negated; MDB_* kept). */
+int mk__store_err(int mdb_rc);
+/* A read transaction (retrying over MDB_MAP_RESIZED). */
+int mk__store_rtxn(struct mk_store *st, MDB_txn **txn_r);
+void mk__store_txn_abort(struct mk_store *st, MDB_txn *txn);
+
+/* Runs fn in a write transaction and commits it. On MDB_MAP_FULL (from fn
+ * or the commit) the transaction is aborted, the map doubled and fn run
+ * again from scratch, so fn must be replayable. fn returns 0 or a
+ * negative error (MDB codes as returned by mk__store_err). With
+ * `batch_commit`, the MK_TEST_HOOKS crash points apply. */
+typedef int (*mk__store_txn_fn)(struct mk_store *st, MDB_txn *txn, void *ud);
+int mk__store_write(struct mk_store *st, mk__store_txn_fn fn, void *ud, bool batch_commit);
+
+/* Next chunk owner id (meta "owner_seq"), inside a write txn. */
+int mk__store_alloc_owner(struct mk_store *st, MDB_txn *txn, uint64_t *owner_r);
+/* Deletes every chunk of `owner` and its staging mark. */
+int mk__store_drop_owner(struct mk_store *st, MDB_txn *txn, uint64_t owner);
+int mk__store_get_blob(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN],
+		       struct mk__store_blob *blob_r);
+int mk__store_put_blob(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN],
+		       const struct mk__store_blob *blob);
+/* Puts a staging mark for owner (created now). */
+int mk__store_put_staging(struct mk_store *st, MDB_txn *txn, uint64_t owner);
+int mk__store_put_chunk(struct mk_store *st, MDB_txn *txn, uint64_t owner, uint32_t no, const uint8_t *p,
+			size_t n);
+/* A new Maildir-style unique name into out. */
+void mk__store_unique(struct mk_store *st, char *out, size_t outsz);
+/* Hex of a sha for messages: the first `nbytes` bytes, then an ellipsis. */
+void mk__store_hex(const uint8_t *p, size_t n, char *out, size_t outsz);
+
+/* ---- blob.c ---- */
+
+/* Streams a blob's decoded bytes to cb (may be NULL), checking the stored
+ * size, raw size and SHA-256. With txn NULL each chunk is read in its own
+ * short read transaction; else within txn. Returns: 0, MK_ECORRUPT (why
+ * in *why_r, static), cb's negative value, storage errors. */
+int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN],
+			  const struct mk__store_blob *blob, int (*cb)(void *ud, const uint8_t *p, size_t n),
+			  void *ud, const char **why_r);
+/* zlib allocation through mk_alloc. */
+void *mk__store_zalloc(void *opaque, unsigned items, unsigned size);
+void mk__store_zfree(void *opaque, void *p);
+void mk__store_body_release(struct mk_store_body *w);
+
+/* ---- migrate.c ---- */
+
+/* Brings a store at schema `from` (< current) up to date inside txn.
+ * Returns: 0, MK_ECONFIG (no path from `from`; message in *error_r). */
+int mk__store_migrate(struct mk_store *st, MDB_txn *txn, uint32_t from, char **error_r);
+
+/* ---- schema.c: keys (fixed-width big-endian) and values ---- */
+
+void mk__store_be32(uint8_t *p, uint32_t v);
+void mk__store_be64(uint8_t *p, uint64_t v);
+uint32_t mk__store_rd32(const uint8_t *p);
+uint64_t mk__store_rd64(const uint8_t *p);
+
+void mk__store_key_mailbox(uint8_t out[8], uint32_t account, uint32_t id);
+/* Key of mailbox_names; returns its length (<= MK__STORE_MBNAME_KEY_MAX). */
+size_t mk__store_key_mbname(uint8_t out[MK__STORE_MBNAME_KEY_MAX], uint32_t account, const char *name);
+void mk__store_key_msg(uint8_t out[16], uint32_t account, uint32_t mailbox, uint32_t uidvalidity, uint32_t uid);
+void mk__store_key_chunk(uint8_t out[12], uint64_t owner, uint32_t no);
+
+size_t mk__store_encode_u32(uint8_t out[5], uint32_t v);
+size_t mk__store_encode_u64(uint8_t out[9], uint64_t v);
+size_t mk__store_encode_i64(uint8_t out[9], int64_t v);
+/* Account value: the name. out holds 3 + MK__STORE_ACCOUNT_NAME_MAX. */
+size_t mk__store_encode_account(uint8_t *out, size_t outsz, const char *name);
+size_t mk__store_encode_mailbox(uint8_t *out, size_t outsz, const struct mk_store_mailbox *mb);
+size_t mk__store_encode_msg(uint8_t *out, size_t outsz, const struct mk_store_msg *m);
+size_t mk__store_encode_blob(uint8_t *out, size_t outsz, const struct mk__store_blob *b);
+
+/* Decoders: Returns 0 or MK_ECORRUPT (wrong version byte, truncated,
+ * trailing bytes, out-of-range field, NUL inside a string). Key fields
+ * (account, mailbox ids, uids) are not part of values and are left as is. */
+int mk__store_decode_u32(const uint8_t *p, size_t n, uint32_t *v_r);
+int mk__store_decode_u64(const uint8_t *p, size_t n, uint64_t *v_r);
+int mk__store_decode_i64(const uint8_t *p, size_t n, int64_t *v_r);
+int mk__store_decode_account(const uint8_t *p, size_t n, char *name, size_t namesz);
+int mk__store_decode_mailbox(const uint8_t *p, size_t n, struct mk_store_mailbox *mb);
+int mk__store_decode_msg(const uint8_t *p, size_t n, struct mk_store_msg *m);
+int mk__store_decode_blob(const uint8_t *p, size_t n, struct mk__store_blob *b);
+
+/* ---- test helpers (used by tests/unit/test_store.c and the bench) ---- */
+
+/* Initial map size for the next mk_store_open() (0: the default). */
+void mk__store_test_set_initial_map(size_t bytes);
+uint64_t mk__store_test_growths(const struct mk_store *st);
+/* Entries in the staging table. */
+int mk__store_test_staging_count(struct mk_store *st, uint64_t *n_r);
+/* Number of chunks in the chunks table. */
+int mk__store_test_chunk_count(struct mk_store *st, uint64_t *n_r);
+/* Flips a byte of chunk `no` of the blob (at offset % chunk length). */
+int mk__store_test_corrupt_chunk(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], uint32_t no,
+				 size_t offset);
+/* Overwrites meta.schema_version. */
+int mk__store_test_set_schema(struct mk_store *st, uint32_t version);
+/* Refcount of a blob (MK_ENOTFOUND if none). */
+int mk__store_test_refcount(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], uint64_t *ref_r);
+/* Codec and chunk count of a blob. */
+int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int *codec_r,
+			     uint32_t *n_chunks_r);
+
+#endif
