@@ -13,7 +13,7 @@ set -eu
 
 build_pkgs="cmake make gcc pkg-config libuv1-dev android-libboringssl-dev zlib1g-dev liblmdb-dev
 libinih-dev libcjson-dev ca-certificates"
-test_pkgs="libcmocka-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl python3 clang
+test_pkgs="libcmocka-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl python3 notmuch clang
 libclang-rt-14-dev"
 
 want="$build_pkgs"

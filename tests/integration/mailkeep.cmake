@@ -16,3 +16,8 @@ add_test(NAME cli_against_dovecot
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_cli.py $<TARGET_FILE:mailkeep>)
 set_tests_properties(cli_against_dovecot PROPERTIES LABELS integration FIXTURES_REQUIRED mail TIMEOUT 300
   ENVIRONMENT "MK_FIX_ENV=${MK_FIX_DIR_MAIL}/env")
+
+# sync / export / verify against a private Dovecot loaded with a generated corpus
+add_test(NAME sync_against_dovecot
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_sync.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+set_tests_properties(sync_against_dovecot PROPERTIES LABELS integration TIMEOUT 600)
