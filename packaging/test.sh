@@ -29,7 +29,7 @@ fi
 flags=""
 [ "$mode" = sanitize ] && flags="-DMK_ASAN=ON -DMK_UBSAN=ON -DCMAKE_BUILD_TYPE=Debug"
 # shellcheck disable=SC2086
-cmake -S "$here" -B "$build" -DMK_WERROR=ON -DMK_BUILD_TESTS=ON $flags >/dev/null
+cmake -S "$here" -B "$build" -DMK_WERROR=ON -DMK_BUILD_TESTS=ON -DMK_TEST_HOOKS=ON $flags >/dev/null
 cmake --build "$build" -j"$(nproc)"
 if [ "$mode" = sanitize ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

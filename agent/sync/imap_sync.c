@@ -109,6 +109,14 @@ struct mk_sync {
 	char last_error[400];
 };
 
+#ifdef MK_TEST_HOOKS
+static long atoi_safe(const char *s)
+{
+	uint64_t v;
+	return mk_str_to_u64(s, 0, 1000000, &v) == 0 ? (long)v : 0;
+}
+#endif
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -180,11 +188,22 @@ static int commit(struct worker *w, bool final)
 	return 0;
 }
 
+static size_t batch_max_count(void)
+{
+#ifdef MK_TEST_HOOKS
+	/* crash tests want many commit points in a small corpus */
+	const char *e = getenv("MK_TEST_BATCH_COUNT");
+	if (e != NULL && atoi_safe(e) > 0)
+		return (size_t)atoi_safe(e);
+#endif
+	return BATCH_MAX_COUNT;
+}
+
 static void maybe_commit(struct worker *w)
 {
 	if (w->batch == NULL)
 		return;
-	if (mk_store_batch_bytes(w->batch) >= BATCH_MAX_BYTES || mk_store_batch_count(w->batch) >= BATCH_MAX_COUNT ||
+	if (mk_store_batch_bytes(w->batch) >= BATCH_MAX_BYTES || mk_store_batch_count(w->batch) >= batch_max_count() ||
 	    now_ms() - w->batch_started_ms >= BATCH_MAX_MS)
 		(void)commit(w, false);
 }

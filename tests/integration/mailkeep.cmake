@@ -21,3 +21,10 @@ set_tests_properties(cli_against_dovecot PROPERTIES LABELS integration FIXTURES_
 add_test(NAME sync_against_dovecot
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_sync.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(sync_against_dovecot PROPERTIES LABELS integration TIMEOUT 600)
+
+# crash safety: needs MK_TEST_HOOKS (packaging/test.sh turns it on)
+if(MK_TEST_HOOKS)
+  add_test(NAME sync_crash_safety
+           COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_crash.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(sync_crash_safety PROPERTIES LABELS "integration;crash" TIMEOUT 900)
+endif()
