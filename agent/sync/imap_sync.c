@@ -770,6 +770,15 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 			next_job(w);
 			return;
 		}
+		if (w->n_srv < w->exists) {
+			/* Exchange sometimes answers FETCH with nothing for a
+			 * message it has: those are unknown this run. */
+			w->job->res->no_body += w->exists - w->n_srv;
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL,
+			       "account %s, folder %s: the server listed %zu of its %u messages; the others will be "
+			       "asked for again on the next run",
+			       acct_name(s), w->job->name, w->n_srv, w->exists);
+		}
 		int r = diff_and_plan(w);
 		if (r < 0) {
 			folder_fail(w, r, "cannot read the store: %s", mk_strerror(r));
@@ -800,14 +809,16 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		if (w->fetch_in_flight == 0) {
 			/* UIDs the server answered without a body (Exchange's
 			 * empty FETCH): not stored; the next run asks again. */
+			uint64_t missing = 0;
 			for (size_t i = 0; i < w->n_todo; i++)
 				if (!w->todo_done[i])
-					w->job->res->no_body++;
-			if (w->job->res->no_body > 0)
+					missing++;
+			w->job->res->no_body += missing;
+			if (missing > 0)
 				mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL,
 				       "account %s, folder %s: the server sent no content for %llu message(s); "
 				       "they will be asked for again on the next run",
-				       acct_name(s), w->job->name, (unsigned long long)w->job->res->no_body);
+				       acct_name(s), w->job->name, (unsigned long long)missing);
 			finish_job(w);
 			next_job(w);
 		}

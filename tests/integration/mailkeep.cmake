@@ -28,3 +28,8 @@ if(MK_TEST_HOOKS)
            COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_crash.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
   set_tests_properties(sync_crash_safety PROPERTIES LABELS "integration;crash" TIMEOUT 900)
 endif()
+
+# hostile and Exchange-quirky servers (tests/integration/hostile_imap.py)
+add_test(NAME sync_hostile_server
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_hostile.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+set_tests_properties(sync_hostile_server PROPERTIES LABELS integration TIMEOUT 600)

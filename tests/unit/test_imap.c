@@ -302,11 +302,11 @@ static void test_limits_and_garbage(void **state)
 	expect_error(line, n + 11, MK_ETOOBIG, "line longer than");
 	mk_free(line);
 	const char *nogreet = "A1 OK what\r\n";
-	expect_error(nogreet, strlen(nogreet), MK_EPROTO, "never sent");
+	expect_error(nogreet, strlen(nogreet), MK_EPROTO, "not a known tag: A1");
 	const char *unbal = "* OK hi\r\n* LIST ((\\X) \"/\" a\r\n";
 	expect_error(unbal, strlen(unbal), MK_EPROTO, "unbalanced");
 	const char *unknown_tag = "* OK hi\r\nA77 OK ghost\r\n";
-	expect_error(unknown_tag, strlen(unknown_tag), MK_EPROTO, "never sent: A77");
+	expect_error(unknown_tag, strlen(unknown_tag), MK_EPROTO, "not a known tag: A77");
 	/* nesting limit */
 	char deep[200];
 	memcpy(deep, "* OK hi\r\n* X ", 13);

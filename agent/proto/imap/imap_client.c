@@ -462,9 +462,14 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 		}
 	}
 	return 1;
-unknown:
-	return fail(c, MK_EPROTO, "tagged response for a command never sent: %.*s",
-		    (int)(taglen < 40 ? taglen : 40), (const char *)p);
+unknown:;
+	/* the "tag" may be binary junk: show it escaped */
+	char shown[48];
+	size_t o = 0;
+	for (size_t i = 0; i < taglen && o + 5 < sizeof(shown); i++)
+		o += (size_t)snprintf(shown + o, sizeof(shown) - o, p[i] >= 0x21 && p[i] < 0x7f ? "%c" : "\\x%02x",
+				      p[i]);
+	return fail(c, MK_EPROTO, "unexpected response from the server (not a known tag: %s)", shown);
 }
 
 
