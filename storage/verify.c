@@ -111,7 +111,8 @@ static int check_records(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 
 static int check_blobs(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 {
-	qsort(v->shas, v->n_shas, MK_STORE_SHA_LEN, cmp_sha);
+	if (v->n_shas > 0) /* qsort(NULL, 0) is undefined */
+		qsort(v->shas, v->n_shas, MK_STORE_SHA_LEN, cmp_sha);
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, st->blobs, &c);
 	if (rc != 0)
@@ -181,7 +182,8 @@ static int check_chunks(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
 		return mk__store_err(rc);
-	qsort(v->owners, v->n_owners, sizeof(*v->owners), cmp_owner);
+	if (v->n_owners > 0)
+		qsort(v->owners, v->n_owners, sizeof(*v->owners), cmp_owner);
 
 	rc = mdb_cursor_open(txn, st->chunks, &c);
 	if (rc != 0)
@@ -196,7 +198,8 @@ static int check_chunks(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 			uint32_t no = mk__store_rd32((const uint8_t *)key.mv_data + 8);
 			struct owner_ent probe = {owner, 0};
 			const struct owner_ent *e =
-				bsearch(&probe, v->owners, v->n_owners, sizeof(*v->owners), cmp_owner);
+				v->n_owners == 0 ? NULL
+						 : bsearch(&probe, v->owners, v->n_owners, sizeof(*v->owners), cmp_owner);
 			/* Two entries for one owner would be a bug; bsearch finds one. */
 			ok = e != NULL && (e->n_chunks == UINT32_MAX || no < e->n_chunks);
 		}

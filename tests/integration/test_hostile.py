@@ -75,15 +75,30 @@ def config(tmp, name, port, store):
 
 
 def mk(cfg, *args):
-    """runs mailkeep; returns (result, its own peak RSS in KiB, via wait4)"""
+    """runs mailkeep; returns (result, its own peak RSS in KiB)"""
+    rc, out, err, hwm = run_hwm([MAILKEEP, "-c", cfg, *args])
+    return subprocess.CompletedProcess([MAILKEEP], rc, out, err), hwm
+
+
+def run_hwm(argv, **kw):
+    """Runs argv; returns (returncode, stdout, stderr, peak RSS in KiB).
+    The peak is the child's own VmHWM, polled from /proc: rusage's maxrss
+    would include the (large) Python parent's memory from before exec."""
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    p = subprocess.Popen([MAILKEEP, "-c", cfg, *args], stdout=out, stderr=err)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.Popen(argv, stdout=out, stderr=err, **kw)
+    hwm = 0
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.01)
     out.seek(0)
     err.seek(0)
-    r = subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
-    return r, ru.ru_maxrss
+    return p.returncode, out.read(), err.read(), hwm
 
 
 def stored(cfg):

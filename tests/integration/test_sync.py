@@ -23,6 +23,7 @@ import imaplib
 import json
 import mailbox
 import os
+import random
 import re
 import shutil
 import shlex
@@ -30,6 +31,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
@@ -107,6 +109,27 @@ class Server:
                 name = name[1:-1]
             names.append(name.replace("&AOk-", "é").replace("&-", "&"))
         return names
+
+
+def run_hwm(argv, **kw):
+    """Runs argv; returns (returncode, stdout, stderr, peak RSS in KiB).
+    The peak is the child's own VmHWM, polled from /proc: rusage's maxrss
+    would include the (large) Python parent's memory from before exec."""
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    p = subprocess.Popen(argv, stdout=out, stderr=err, **kw)
+    hwm = 0
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.01)
+    out.seek(0)
+    err.seek(0)
+    return p.returncode, out.read(), err.read(), hwm
 
 
 def flags_of(lsflags):
@@ -250,6 +273,26 @@ def main():
         old = [x for x in ls if x["folder"] == "Archive/2024"]
         check(len(old) == 1 and not old[0]["on_server"] and old[0]["messages"] > 0,
               "renamed-away folder kept and marked gone from the server")
+
+        # a 40 MB message: streamed, never held whole (peak RSS of mailkeep itself)
+        big = (b"From: Big <big@example.test>\r\nTo: a@example.test\r\nSubject: big\r\n"
+               b"Message-ID: <big@example.test>\r\nContent-Type: application/octet-stream\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n")
+        rnd = random.Random(7)
+        line = bytes(rnd.getrandbits(8) for _ in range(57))
+        import base64
+        chunk = b"".join(base64.b64encode(bytes(rnd.getrandbits(8) for _ in range(57))) + b"\r\n"
+                         for _ in range(2000))
+        big += chunk * (40 * 1024 * 1024 // len(chunk))
+        c = srv.conn()
+        c.create("Big")
+        c.append("Big", None, None, big)
+        c.logout()
+        rc, _, _, hwm = run_hwm([MAILKEEP, "-q", "-c", cfg, "sync"])
+        body = mk(cfg, "cat", "a/Big/1").stdout
+        check(rc == 0 and hashlib.sha256(body).digest() == hashlib.sha256(big).digest(),
+              f"a {len(big) // 1048576} MiB message stored byte-exact")
+        check(hwm < 32 * 1024, f"peak RSS while syncing it: {hwm // 1024} MiB (< 32 MiB)")
 
         # verify
         r = mk(cfg, "verify")

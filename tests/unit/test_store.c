@@ -1,0 +1,1087 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store.c - unit tests of storage/: open/create (modes, reopen, a newer
+ * schema refused), accounts and mailboxes, bodies of every shape read back
+ * byte-exact (empty, small, 5 MB random, 5 MB text), dedupe and refcounts
+ * across mailboxes and accounts, record replacement, spilled bodies that
+ * never commit, map growth from a tiny map, corruption detection, bounded
+ * batch memory for a 50 MB body, and crashes at every commit of a scenario
+ * (MK_TEST_HOOKS builds use MK_TEST_CRASH_AT/BEFORE; other builds _exit in
+ * the child at the same points). Stores live under one mkdtemp()
+ * directory removed at the end.
+ */
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "mk_str.h"
+#include "store_int.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+static unsigned dir_seq;
+
+/* ---- helpers ---- */
+
+/* xorshift64*: deterministic bodies (rand() is banned). */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 2685821657736338717ull;
+}
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+	uint64_t s = seed | 1;
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(rng_next(&s) >> 56);
+}
+
+/* Mail-like text: words from a small vocabulary, lines of ~70 chars. */
+static void fill_text(uint8_t *p, size_t n, uint64_t seed)
+{
+	static const char *words[] = {"the",     "meeting", "Outlook", "invoice", "please", "regards",
+				      "tomorrow", "report",  "attached", "project", "budget", "review",
+				      "thanks",   "Subject:", "quarter", "numbers", "team",   "update"};
+	uint64_t s = seed | 1;
+	size_t i = 0, col = 0;
+	while (i < n) {
+		const char *w = words[rng_next(&s) % (sizeof(words) / sizeof(words[0]))];
+		for (const char *c = w; *c != '\0' && i < n; c++, col++)
+			p[i++] = (uint8_t)*c;
+		if (i < n) {
+			p[i++] = col > 70 ? '\n' : ' ';
+			col = col > 70 ? 0 : col + 1;
+		}
+	}
+}
+
+static char *new_dir(const char *what)
+{
+	return mk_xasprintf("%s/%s-%u", tmpdir, what, ++dir_seq);
+}
+
+static struct mk_store *open_ok(const char *dir, int zlevel)
+{
+	struct mk_store *st = NULL;
+	char *error = NULL;
+	int r = mk_store_open(dir, zlevel, &st, &error);
+	if (r != 0)
+		print_error("open %s: %s\n", dir, error ? error : "?");
+	assert_int_equal(r, 0);
+	assert_null(error);
+	assert_non_null(st);
+	return st;
+}
+
+/* Streams a body into the batch in `piece`-byte writes. */
+static void put_body(struct mk_store_batch *b, const uint8_t *p, size_t n, size_t piece, uint8_t sha[32],
+		     uint64_t *raw_r)
+{
+	struct mk_store_body *w = mk_store_body_begin(b);
+	for (size_t off = 0; off < n; off += piece)
+		assert_int_equal(mk_store_body_write(w, p + off, n - off < piece ? n - off : piece), 0);
+	uint64_t raw = 0;
+	assert_int_equal(mk_store_body_finish(w, sha, &raw), 0);
+	assert_int_equal(raw, n);
+	if (raw_r != NULL)
+		*raw_r = raw;
+}
+
+static void msg_init(struct mk_store_msg *m, uint32_t acc, uint32_t mb, uint32_t uv, uint32_t uid, const uint8_t *sha,
+		     uint64_t raw)
+{
+	memset(m, 0, sizeof(*m));
+	m->account = acc;
+	m->mailbox = mb;
+	m->uidvalidity = uv;
+	m->uid = uid;
+	memcpy(m->sha, sha, 32);
+	m->raw_size = raw;
+	m->server_size = (uint32_t)raw;
+	m->internaldate = 1732790000 + uid;
+	m->internaldate_tz = -300;
+	m->flags = MK_STORE_FLAG_SEEN;
+}
+
+struct collect {
+	uint8_t *p;
+	size_t n, cap;
+};
+
+static int collect_cb(void *ud, const uint8_t *p, size_t n)
+{
+	struct collect *c = ud;
+	if (c->n + n > c->cap) {
+		c->cap = (c->n + n) * 2;
+		c->p = mk_xrealloc(c->p, c->cap);
+	}
+	memcpy(c->p + c->n, p, n);
+	c->n += n;
+	return 0;
+}
+
+static void assert_body(struct mk_store *st, const uint8_t *sha, const uint8_t *want, size_t n)
+{
+	struct collect c = {NULL, 0, 0};
+	assert_int_equal(mk_store_body_read(st, sha, collect_cb, &c), 0);
+	assert_int_equal(c.n, n);
+	if (n > 0)
+		assert_memory_equal(c.p, want, n);
+	mk_free(c.p);
+}
+
+static void problem_cb(void *ud, const char *line)
+{
+	char *last = ud;
+	if (last != NULL)
+		mk_strlcpy(last, line, 256);
+	print_message("verify: %s\n", line);
+}
+
+static void assert_clean(struct mk_store *st)
+{
+	struct mk_store_verify_report rep;
+	assert_int_equal(mk_store_verify(st, &rep, problem_cb, NULL), 0);
+	assert_int_equal(rep.blobs_bad, 0);
+	assert_int_equal(rep.records_missing_body, 0);
+	assert_int_equal(rep.refcount_errors, 0);
+	assert_int_equal(rep.orphan_blobs, 0);
+	assert_int_equal(rep.orphan_chunks, 0);
+	uint64_t n = 1;
+	assert_int_equal(mk__store_test_staging_count(st, &n), 0);
+	assert_int_equal(n, 0);
+}
+
+static uint64_t refcount(struct mk_store *st, const uint8_t *sha)
+{
+	uint64_t r = 0;
+	assert_int_equal(mk__store_test_refcount(st, sha, &r), 0);
+	return r;
+}
+
+/* ---- open ---- */
+
+static void test_open_create(void **state)
+{
+	char *base = new_dir("open");
+	char *dir = mk_xasprintf("%s/a/b/store", base);
+	struct mk_store *st = open_ok(dir, 6);
+	struct stat sb;
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	char *sub = mk_xasprintf("%s/a", base);
+	assert_int_equal(stat(sub, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	mk_free(sub);
+	char *data = mk_xasprintf("%s/data.mdb", dir);
+	char *lock = mk_xasprintf("%s/lock.mdb", dir);
+	assert_int_equal(stat(data, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(stat(lock, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	uint32_t id = 0;
+	assert_int_equal(mk_store_account(st, "work", true, &id), 0);
+	assert_int_equal(id, 1);
+	mk_store_close(&st);
+	assert_null(st);
+
+	/* reopen: the account is still there */
+	st = open_ok(dir, 0);
+	assert_int_equal(mk_store_account(st, "work", false, &id), 0);
+	assert_int_equal(id, 1);
+	/* a newer schema is refused, naming the path and the version */
+	assert_int_equal(mk__store_test_set_schema(st, 2), 0);
+	mk_store_close(&st);
+	char *error = NULL;
+	assert_int_equal(mk_store_open(dir, 6, &st, &error), MK_ECONFIG);
+	assert_null(st);
+	assert_non_null(error);
+	assert_non_null(strstr(error, dir));
+	assert_non_null(strstr(error, "newer mailkeep (schema 2"));
+	mk_free(error);
+
+	/* a file where the directory should be */
+	char *file = mk_xasprintf("%s/file", base);
+	FILE *f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	error = NULL;
+	assert_int_not_equal(mk_store_open(file, 6, &st, &error), 0);
+	assert_non_null(error);
+	assert_non_null(strstr(error, file));
+	mk_free(error);
+	mk_free(file);
+	mk_free(data);
+	mk_free(lock);
+	mk_free(dir);
+	mk_free(base);
+}
+
+/* ---- accounts and mailboxes ---- */
+
+static int acc_cb(void *ud, const char *name, uint32_t id)
+{
+	char *out = ud;
+	size_t len = strlen(out);
+	snprintf(out + len, 256 - len, "%s=%u;", name, id);
+	return 0;
+}
+
+static int mb_cb(void *ud, const struct mk_store_mailbox *mb)
+{
+	char *out = ud;
+	size_t len = strlen(out);
+	snprintf(out + len, 512 - len, "%u:%.20s;", mb->id, mb->name);
+	return 0;
+}
+
+static void test_accounts_mailboxes(void **state)
+{
+	char *dir = new_dir("acc");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a = 0, b = 0, x = 0;
+	assert_int_equal(mk_store_account(st, "personal", false, &x), MK_ENOTFOUND);
+	assert_int_equal(mk_store_account(st, "personal", true, &a), 0);
+	assert_int_equal(mk_store_account(st, "work", true, &b), 0);
+	assert_int_equal(mk_store_account(st, "personal", true, &x), 0);
+	assert_int_equal(a, 1);
+	assert_int_equal(b, 2);
+	assert_int_equal(x, 1);
+	assert_int_equal(mk_store_account(st, "", true, &x), MK_EINVAL);
+	char list[256] = "";
+	assert_int_equal(mk_store_accounts(st, acc_cb, list), 0);
+	assert_string_equal(list, "personal=1;work=2;");
+
+	struct mk_store_mailbox mb, mb2;
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", false, &mb), MK_ENOTFOUND);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	assert_int_equal(mb.id, 1);
+	assert_int_equal(mb.account, a);
+	assert_int_equal(mk_store_mailbox_get(st, a, "Sent Items", true, &mb), 0);
+	assert_int_equal(mb.id, 2);
+	assert_int_equal(mk_store_mailbox_get(st, b, "INBOX", true, &mb), 0);
+	assert_int_equal(mb.id, 1);
+	assert_int_equal(mk_store_mailbox_get(st, 99, "INBOX", true, &mb), MK_ENOTFOUND);
+	/* UTF-8 names and a name longer than an LMDB key */
+	assert_int_equal(mk_store_mailbox_get(st, a, "Entw\xc3\xbc" "rfe", true, &mb), 0);
+	assert_int_equal(mb.id, 3);
+	char longname[1001];
+	memset(longname, 'x', 1000);
+	longname[1000] = '\0';
+	assert_int_equal(mk_store_mailbox_get(st, a, longname, true, &mb), 0);
+	assert_int_equal(mb.id, 4);
+	longname[999] = 'y';
+	assert_int_equal(mk_store_mailbox_get(st, a, longname, true, &mb), 0);
+	assert_int_equal(mb.id, 5);
+	longname[999] = 'x';
+	assert_int_equal(mk_store_mailbox_get(st, a, longname, false, &mb), 0);
+	assert_int_equal(mb.id, 4);
+	assert_string_equal(mb.name, longname);
+
+	/* progress is written through a batch */
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", false, &mb), 0);
+	mb.delimiter = '/';
+	mb.uidvalidity = 1234;
+	mb.uidnext = 77;
+	mb.highest_uid = 76;
+	mb.last_sync = 1732790000;
+	mb.last_flag_scan = 1732790001;
+	mb.gone = true;
+	struct mk_store_batch *bt = mk_store_batch_new(st);
+	assert_int_equal(mk_store_batch_put_mailbox(bt, &mb), 0);
+	assert_int_equal(mk_store_batch_count(bt), 1);
+	assert_int_equal(mk_store_batch_commit(bt), 0);
+	assert_int_equal(mk_store_batch_count(bt), 0);
+	assert_int_equal(mk_store_mailbox_by_id(st, a, 1, &mb2), 0);
+	assert_memory_equal(&mb, &mb2, offsetof(struct mk_store_mailbox, name));
+	assert_string_equal(mb2.name, "INBOX");
+	assert_int_equal(mb2.delimiter, '/');
+	assert_int_equal(mb2.uidvalidity, 1234);
+	assert_int_equal(mb2.uidnext, 77);
+	assert_int_equal(mb2.highest_uid, 76);
+	assert_int_equal(mb2.last_sync, 1732790000);
+	assert_int_equal(mb2.last_flag_scan, 1732790001);
+	assert_true(mb2.gone);
+	assert_int_equal(mk_store_mailbox_by_id(st, a, 42, &mb2), MK_ENOTFOUND);
+
+	/* rename moves the name index */
+	mk_strlcpy(mb.name, "Inbox-renamed", sizeof(mb.name));
+	assert_int_equal(mk_store_batch_put_mailbox(bt, &mb), 0);
+	assert_int_equal(mk_store_batch_commit(bt), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", false, &mb2), MK_ENOTFOUND);
+	assert_int_equal(mk_store_mailbox_get(st, a, "Inbox-renamed", false, &mb2), 0);
+	assert_int_equal(mb2.id, 1);
+	mk_store_batch_free(&bt);
+
+	char mbl[512] = "";
+	assert_int_equal(mk_store_mailboxes(st, a, mb_cb, mbl), 0);
+	assert_string_equal(mbl, "1:Inbox-renamed;2:Sent Items;3:Entw\xc3\xbc" "rfe;4:xxxxxxxxxxxxxxxxxxxx;5:xxxxxxxxxxxxxxxxxxxx;");
+	mbl[0] = '\0';
+	assert_int_equal(mk_store_mailboxes(st, b, mb_cb, mbl), 0);
+	assert_string_equal(mbl, "1:INBOX;");
+
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.accounts, 2);
+	assert_int_equal(s.mailboxes, 6);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
+/* ---- bodies ---- */
+
+struct uidlist {
+	uint32_t uids[16];
+	size_t n;
+};
+
+static int uid_cb(void *ud, const struct mk_store_msg *m)
+{
+	struct uidlist *l = ud;
+	if (l->n < 16)
+		l->uids[l->n++] = m->uid;
+	return 0;
+}
+
+static void test_bodies_roundtrip(void **state)
+{
+	char *dir = new_dir("bodies");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t acc;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &acc), 0);
+	assert_int_equal(mk_store_mailbox_get(st, acc, "INBOX", true, &mb), 0);
+
+	const size_t big = 5 * 1000 * 1000;
+	uint8_t *rnd = mk_xmalloc(big), *txt = mk_xmalloc(big);
+	fill_random(rnd, big, 1);
+	fill_text(txt, big, 2);
+	const char *small = "From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n";
+
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	uint8_t sha[4][32];
+	uint64_t raw;
+	put_body(b, (const uint8_t *)small, strlen(small), 7, sha[0], &raw);
+	put_body(b, (const uint8_t *)"", 0, 1, sha[1], &raw);
+	put_body(b, rnd, big, 65536, sha[2], &raw);
+	put_body(b, txt, big, 100000, sha[3], &raw);
+	const size_t sizes[4] = {strlen(small), 0, big, big};
+	struct mk_store_msg m;
+	for (uint32_t i = 0; i < 4; i++) {
+		msg_init(&m, acc, mb.id, 7, 10 + i, sha[i], sizes[i]);
+		if (i == 1)
+			mk_strlcpy(m.keywords, "$Forwarded Junk", sizeof(m.keywords));
+		assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	}
+	/* a record naming an unknown body is refused */
+	uint8_t nosha[32] = {1};
+	msg_init(&m, acc, mb.id, 7, 99, nosha, 1);
+	assert_int_equal(mk_store_batch_put_message(b, &m), MK_ENOTFOUND);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(mk_store_batch_bytes(b) < 64 * 1024, true);
+	mk_store_batch_free(&b);
+
+	assert_body(st, sha[0], (const uint8_t *)small, sizes[0]);
+	assert_body(st, sha[1], NULL, 0);
+	assert_body(st, sha[2], rnd, big);
+	assert_body(st, sha[3], txt, big);
+	assert_true(mk_store_have_body(st, sha[2]));
+	assert_false(mk_store_have_body(st, nosha));
+	assert_int_equal(mk_store_body_read(st, nosha, collect_cb, NULL), MK_ENOTFOUND);
+
+	int codec;
+	uint32_t nch;
+	assert_int_equal(mk__store_test_blob_info(st, sha[1], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_STORED);
+	assert_int_equal(nch, 0);
+	assert_int_equal(mk__store_test_blob_info(st, sha[0], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_STORED); /* tiny: deflate does not pay */
+	assert_int_equal(mk__store_test_blob_info(st, sha[2], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_ZLIB); /* spilled: kept as zlib */
+	assert_true(nch >= 5);
+	assert_int_equal(mk__store_test_blob_info(st, sha[3], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_ZLIB);
+
+	struct mk_store_msg got;
+	assert_int_equal(mk_store_message_get(st, acc, mb.id, 7, 11, &got), 0);
+	assert_string_equal(got.keywords, "$Forwarded Junk");
+	assert_int_equal(got.internaldate, 1732790011);
+	assert_int_equal(got.internaldate_tz, -300);
+	assert_int_equal(got.flags, MK_STORE_FLAG_SEEN);
+	assert_memory_equal(got.sha, sha[1], 32);
+	/* generated Maildir unique: "<time>.M<usec>P<pid>Q<n>.<host>" */
+	assert_non_null(strstr(got.unique, ".M"));
+	assert_non_null(strstr(got.unique, "Q"));
+	char pidpart[32];
+	snprintf(pidpart, sizeof(pidpart), "P%ldQ", (long)getpid());
+	assert_non_null(strstr(got.unique, pidpart));
+	assert_int_equal(mk_store_message_get(st, acc, mb.id, 7, 99, &got), MK_ENOTFOUND);
+
+	struct uidlist l = {{0}, 0};
+	assert_int_equal(mk_store_messages(st, acc, mb.id, 0, uid_cb, &l), 0);
+	assert_int_equal(l.n, 4);
+	assert_int_equal(l.uids[0], 10);
+	assert_int_equal(l.uids[3], 13);
+	l.n = 0;
+	assert_int_equal(mk_store_messages(st, acc, mb.id, 8, uid_cb, &l), 0);
+	assert_int_equal(l.n, 0);
+
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.messages, 4);
+	assert_int_equal(s.blobs, 4);
+	assert_int_equal(s.raw_bytes, 2 * big + strlen(small));
+	assert_true(s.blob_stored_bytes < big + big / 2); /* text compresses */
+	assert_true(s.file_bytes > 0);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(rnd);
+	mk_free(txt);
+	mk_free(dir);
+}
+
+/* ---- dedupe and refcounts ---- */
+
+static void test_dedupe(void **state)
+{
+	char *dir = new_dir("dedupe");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a1, a2;
+	struct mk_store_mailbox in1, arch1, in2;
+	assert_int_equal(mk_store_account(st, "one", true, &a1), 0);
+	assert_int_equal(mk_store_account(st, "two", true, &a2), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a1, "INBOX", true, &in1), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a1, "Archive", true, &arch1), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a2, "INBOX", true, &in2), 0);
+
+	const size_t n = 40000;
+	uint8_t *body = mk_xmalloc(n);
+	fill_text(body, n, 3);
+	uint8_t sha[32], sha2[32];
+	struct mk_store_msg m;
+
+	/* twice within one batch (two mailboxes of one account) */
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	put_body(b, body, n, 4096, sha, NULL);
+	msg_init(&m, a1, in1.id, 1, 1, sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	put_body(b, body, n, 999, sha2, NULL);
+	assert_memory_equal(sha, sha2, 32);
+	msg_init(&m, a1, arch1.id, 1, 5, sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, sha), 2);
+
+	/* then in another account, in a later batch */
+	put_body(b, body, n, n, sha2, NULL);
+	msg_init(&m, a2, in2.id, 9, 3, sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, sha), 3);
+	/* a record may also name a stored body without a new copy */
+	msg_init(&m, a2, in2.id, 9, 4, sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, sha), 4);
+	mk_store_batch_free(&b);
+
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.messages, 4);
+	assert_int_equal(s.blobs, 1);
+	assert_int_equal(s.raw_bytes, 4 * n);
+	assert_int_equal(s.blob_raw_bytes, n);
+	assert_true(s.blob_stored_bytes < n / 2);
+	uint64_t chunks = 0;
+	assert_int_equal(mk__store_test_chunk_count(st, &chunks), 0);
+	assert_int_equal(chunks, 1);
+	assert_body(st, sha, body, n);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(body);
+	mk_free(dir);
+}
+
+static void test_replace(void **state)
+{
+	char *dir = new_dir("replace");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	uint8_t b1[3000], b2[3000], s1[32], s2[32];
+	fill_text(b1, sizeof(b1), 10);
+	fill_text(b2, sizeof(b2), 12);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	struct mk_store_msg m;
+	put_body(b, b1, sizeof(b1), 512, s1, NULL);
+	msg_init(&m, a, mb.id, 1, 1, s1, sizeof(b1));
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	msg_init(&m, a, mb.id, 1, 2, s1, sizeof(b1));
+	mk_strlcpy(m.unique, "1700000000.M1P2Q3.host", sizeof(m.unique));
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, s1), 2);
+	struct mk_store_msg before;
+	assert_int_equal(mk_store_message_get(st, a, mb.id, 1, 1, &before), 0);
+
+	/* uid 1 now names b2: s1 down to 1, s2 at 1, unique kept */
+	put_body(b, b2, sizeof(b2), 512, s2, NULL);
+	msg_init(&m, a, mb.id, 1, 1, s2, sizeof(b2));
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, s1), 1);
+	assert_int_equal(refcount(st, s2), 1);
+	struct mk_store_msg after;
+	assert_int_equal(mk_store_message_get(st, a, mb.id, 1, 1, &after), 0);
+	assert_string_equal(after.unique, before.unique);
+	assert_memory_equal(after.sha, s2, 32);
+
+	/* same sha again: no refcount change */
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, s2), 1);
+
+	/* flags only */
+	m.flags = MK_STORE_FLAG_FLAGGED | MK_STORE_FLAG_ANSWERED;
+	m.state = MK_STORE_MSG_GONE;
+	m.gone_at = 1800000000;
+	memset(m.sha, 0, 32); /* ignored by an update */
+	assert_int_equal(mk_store_batch_update_message(b, &m), 0);
+	m.uid = 55;
+	assert_int_equal(mk_store_batch_update_message(b, &m), MK_ENOTFOUND);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(mk_store_message_get(st, a, mb.id, 1, 1, &after), 0);
+	assert_int_equal(after.flags, MK_STORE_FLAG_FLAGGED | MK_STORE_FLAG_ANSWERED);
+	assert_int_equal(after.state, MK_STORE_MSG_GONE);
+	assert_memory_equal(after.sha, s2, 32);
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.messages_gone, 1);
+
+	/* uid 2 (explicit unique) moves to s2: s1 reaches 0 and is deleted with its chunks */
+	msg_init(&m, a, mb.id, 1, 2, s2, sizeof(b2));
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	uint64_t r;
+	assert_int_equal(mk__store_test_refcount(st, s1, &r), MK_ENOTFOUND);
+	assert_false(mk_store_have_body(st, s1));
+	assert_int_equal(refcount(st, s2), 2);
+	assert_int_equal(mk_store_message_get(st, a, mb.id, 1, 2, &after), 0);
+	assert_string_equal(after.unique, "1700000000.M1P2Q3.host");
+	uint64_t chunks = 0;
+	assert_int_equal(mk__store_test_chunk_count(st, &chunks), 0);
+	assert_int_equal(chunks, 1);
+
+	/* a body finished but never referenced is dropped by the commit */
+	uint8_t s3[32];
+	put_body(b, b1, 100, 100, s3, NULL);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_false(mk_store_have_body(st, s3));
+	mk_store_batch_free(&b);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
+/* ---- spilled bodies that never commit ---- */
+
+static void test_spill_abort(void **state)
+{
+	char *dir = new_dir("spill");
+	struct mk_store *st = open_ok(dir, 1);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	const size_t n = 3 * 1024 * 1024;
+	uint8_t *rnd = mk_xmalloc(n);
+	fill_random(rnd, n, 5);
+	uint64_t cnt = 0;
+
+	/* aborted body */
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	struct mk_store_body *w = mk_store_body_begin(b);
+	assert_int_equal(mk_store_body_write(w, rnd, n), 0);
+	assert_int_equal(mk__store_test_staging_count(st, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(mk__store_test_chunk_count(st, &cnt), 0);
+	assert_true(cnt >= 2);
+	mk_store_body_abort(w);
+	assert_int_equal(mk__store_test_staging_count(st, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	assert_int_equal(mk__store_test_chunk_count(st, &cnt), 0);
+	assert_int_equal(cnt, 0);
+
+	/* finished, spilled, batch freed without commit */
+	uint8_t sha[32];
+	put_body(b, rnd, n, 65536, sha, NULL);
+	struct mk_store_msg m;
+	msg_init(&m, a, mb.id, 1, 1, sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk__store_test_staging_count(st, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	mk_store_batch_free(&b);
+	mk_store_close(&st);
+
+	/* a process that dies with a spilled body in its batch */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct mk_store *cst = open_ok(dir, 1);
+		struct mk_store_batch *cb = mk_store_batch_new(cst);
+		struct mk_store_body *cw = mk_store_body_begin(cb);
+		if (mk_store_body_write(cw, rnd, n) != 0)
+			_exit(1);
+		_exit(42);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 42);
+
+	st = open_ok(dir, 1); /* frees the staging chunks */
+	assert_false(mk_store_have_body(st, sha));
+	assert_int_equal(mk_store_message_get(st, a, mb.id, 1, 1, &m), MK_ENOTFOUND);
+	assert_int_equal(mk__store_test_chunk_count(st, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(rnd);
+	mk_free(dir);
+}
+
+/* ---- map growth ---- */
+
+static void test_map_growth(void **state)
+{
+	char *dir = new_dir("grow");
+	mk__store_test_set_initial_map(256 * 1024);
+	struct mk_store *st = open_ok(dir, 1);
+	mk__store_test_set_initial_map(0);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+
+	/* 20 MB of incompressible bodies: 10 batches of 10 x 200 KB, then a
+	 * 3 MB body whose staging chunks also hit the map limit */
+	const size_t n = 200 * 1000;
+	uint8_t *body = mk_xmalloc(3 * 1000 * 1000);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	uint8_t shas[101][32];
+	uint32_t uid = 1;
+	for (int batch = 0; batch < 10; batch++) {
+		for (int i = 0; i < 10; i++, uid++) {
+			fill_random(body, n, (uint64_t)uid * 2);
+			put_body(b, body, n, 65536, shas[uid], NULL);
+			struct mk_store_msg m;
+			msg_init(&m, a, mb.id, 1, uid, shas[uid], n);
+			assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+		}
+		assert_int_equal(mk_store_batch_commit(b), 0);
+	}
+	uint64_t g1 = mk__store_test_growths(st);
+	print_message("map growths for 20 MB: %llu\n", (unsigned long long)g1);
+	assert_true(g1 >= 5); /* 256 KiB -> >= 32 MiB */
+	fill_random(body, 3000000, 999);
+	uint8_t bigsha[32];
+	put_body(b, body, 3000000, 65536, bigsha, NULL);
+	struct mk_store_msg m;
+	msg_init(&m, a, mb.id, 1, 1000, bigsha, 3000000);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	assert_body(st, bigsha, body, 3000000);
+	for (uint32_t i = 1; i <= 100; i += 33) {
+		fill_random(body, n, (uint64_t)i * 2);
+		assert_body(st, shas[i], body, n);
+	}
+	assert_clean(st);
+	mk_store_close(&st);
+
+	/* a big store reopens with its size, whatever the initial map */
+	mk__store_test_set_initial_map(256 * 1024);
+	st = open_ok(dir, 1);
+	mk__store_test_set_initial_map(0);
+	fill_random(body, 3000000, 999);
+	assert_body(st, bigsha, body, 3000000);
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.messages, 101);
+	mk_store_close(&st);
+	mk_free(body);
+	mk_free(dir);
+}
+
+/* ---- corruption ---- */
+
+static void test_corruption(void **state)
+{
+	char *dir = new_dir("corrupt");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	const size_t n = 300000;
+	uint8_t *txt = mk_xmalloc(n), *rnd = mk_xmalloc(n);
+	fill_text(txt, n, 21);
+	fill_random(rnd, n, 22);
+	uint8_t st_sha[32], z_sha[32];
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	put_body(b, txt, n, 65536, z_sha, NULL);
+	put_body(b, rnd, n, 65536, st_sha, NULL);
+	struct mk_store_msg m;
+	msg_init(&m, a, mb.id, 1, 1, z_sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	msg_init(&m, a, mb.id, 1, 2, st_sha, n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	assert_clean(st);
+
+	/* a flipped byte in the zlib stream and one in a stored body */
+	assert_int_equal(mk__store_test_corrupt_chunk(st, z_sha, 0, 5000), 0);
+	assert_int_equal(mk__store_test_corrupt_chunk(st, st_sha, 0, 12345), 0);
+	struct collect c = {NULL, 0, 0};
+	assert_int_equal(mk_store_body_read(st, z_sha, collect_cb, &c), MK_ECORRUPT);
+	c.n = 0;
+	assert_int_equal(mk_store_body_read(st, st_sha, collect_cb, &c), MK_ECORRUPT);
+	mk_free(c.p);
+	struct mk_store_verify_report rep;
+	char last[256] = "";
+	assert_int_equal(mk_store_verify(st, &rep, problem_cb, last), 0);
+	assert_int_equal(rep.blobs_bad, 2);
+	assert_int_equal(rep.blobs_ok, 0);
+	assert_int_equal(rep.records_ok, 2);
+	assert_int_equal(rep.refcount_errors, 0);
+	assert_non_null(strstr(last, "blob "));
+	assert_non_null(strstr(last, "(300000 bytes)"));
+	mk_store_close(&st);
+	mk_free(txt);
+	mk_free(rnd);
+	mk_free(dir);
+}
+
+/* ---- bounded memory ---- */
+
+struct regen {
+	uint64_t seed;
+	uint64_t off;
+	bool same;
+};
+
+static int regen_cb(void *ud, const uint8_t *p, size_t n)
+{
+	struct regen *r = ud;
+	for (size_t i = 0; i < n; i++, r->off++) {
+		uint8_t want = (uint8_t)(rng_next(&r->seed) >> 56);
+		if (p[i] != want)
+			r->same = false;
+	}
+	return 0;
+}
+
+static void test_memory_bound(void **state)
+{
+	char *dir = new_dir("mem");
+	struct mk_store *st = open_ok(dir, 1);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	struct mk_store_body *w = mk_store_body_begin(b);
+	const size_t total = 50u * 1000 * 1000;
+	uint8_t buf[65536];
+	uint64_t s = 77 | 1;
+	size_t peak = 0;
+	for (size_t off = 0; off < total; off += sizeof(buf)) {
+		size_t k = total - off < sizeof(buf) ? total - off : sizeof(buf);
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (uint8_t)(rng_next(&s) >> 56);
+		assert_int_equal(mk_store_body_write(w, buf, k), 0);
+		size_t bytes = mk_store_batch_bytes(b);
+		if (bytes > peak)
+			peak = bytes;
+		assert_true(bytes < 2u * 1024 * 1024);
+	}
+	uint8_t sha[32];
+	uint64_t raw;
+	assert_int_equal(mk_store_body_finish(w, sha, &raw), 0);
+	assert_int_equal(raw, total);
+	assert_true(mk_store_batch_bytes(b) < 2u * 1024 * 1024);
+	print_message("batch peak for a 50 MB body: %zu bytes\n", peak);
+	struct mk_store_msg m;
+	msg_init(&m, a, mb.id, 1, 1, sha, total);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	struct regen r = {77 | 1, 0, true};
+	assert_int_equal(mk_store_body_read(st, sha, regen_cb, &r), 0);
+	assert_int_equal(r.off, total);
+	assert_true(r.same);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
+/* ---- crashes ---- */
+
+/* The scenario: 5 batches; batch i puts 3 records (uid 10i+1..3), one with
+ * a body spilled past 1 MiB, one re-using the previous batch's body, plus
+ * mailbox progress; batch 4 replaces a record. A last, uncommitted batch
+ * holds a spilled body. Returns the number of commits done. */
+#define SCENARIO_COMMITS 5
+
+static int scenario(const char *dir, int die_after, int die_before)
+{
+	struct mk_store *st = NULL;
+	char *error = NULL;
+	if (mk_store_open(dir, 1, &st, &error) != 0)
+		return -1;
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	if (mk_store_account(st, "a", true, &a) != 0 || mk_store_mailbox_get(st, a, "INBOX", true, &mb) != 0)
+		return -1;
+	const size_t big = 1500 * 1000;
+	uint8_t *body = mk_xmalloc(big);
+	uint8_t prev[32] = {0};
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	for (int i = 1; i <= SCENARIO_COMMITS; i++) {
+		uint8_t sha[32];
+		uint64_t raw;
+		struct mk_store_msg m;
+		for (int j = 1; j <= 3; j++) {
+			size_t n = j == 1 ? big : 5000;
+			fill_random(body, n, (uint64_t)(i * 10 + j));
+			struct mk_store_body *w = mk_store_body_begin(b);
+			if (mk_store_body_write(w, body, n) != 0 || mk_store_body_finish(w, sha, &raw) != 0)
+				return -1;
+			msg_init(&m, a, mb.id, 1, (uint32_t)(i * 10 + j), j == 3 && i > 1 ? prev : sha, raw);
+			if (mk_store_batch_put_message(b, &m) != 0)
+				return -1;
+			if (j == 2)
+				memcpy(prev, sha, 32);
+		}
+		if (i == 4) {
+			/* uid 11 now names the latest small body */
+			msg_init(&m, a, mb.id, 1, 11, prev, 5000);
+			if (mk_store_batch_put_message(b, &m) != 0)
+				return -1;
+		}
+		mb.uidvalidity = 1;
+		mb.highest_uid = (uint32_t)(i * 10 + 3);
+		if (mk_store_batch_put_mailbox(b, &mb) != 0)
+			return -1;
+		if (i == die_before)
+			_exit(99); /* with this batch's spilled body in staging */
+		if (mk_store_batch_commit(b) != 0)
+			return -1;
+		if (i == die_after)
+			_exit(99);
+	}
+	struct mk_store_body *w = mk_store_body_begin(b);
+	fill_random(body, big, 1234);
+	if (mk_store_body_write(w, body, big) != 0)
+		return -1;
+	if (die_after >= 0)
+		_exit(0); /* a crash test that never crashed: still leave staging */
+	mk_store_batch_free(&b);
+	mk_free(body);
+	mk_store_close(&st);
+	return SCENARIO_COMMITS;
+}
+
+struct shalist {
+	uint8_t sha[64][32];
+	uint64_t raw[64];
+	size_t n;
+};
+
+static int sha_cb(void *ud, const struct mk_store_msg *m)
+{
+	struct shalist *l = ud;
+	if (l->n < 64) {
+		memcpy(l->sha[l->n], m->sha, 32);
+		l->raw[l->n++] = m->raw_size;
+	}
+	return 0;
+}
+
+static void check_after_crash(const char *dir, int commits_done)
+{
+	struct mk_store *st = open_ok(dir, 1);
+	uint32_t a = 0;
+	struct mk_store_mailbox mb;
+	if (commits_done == 0) {
+		/* the account and mailbox have their own transactions */
+		assert_int_equal(mk_store_account(st, "a", false, &a), 0);
+	} else {
+		assert_int_equal(mk_store_account(st, "a", false, &a), 0);
+		assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", false, &mb), 0);
+		/* progress never runs ahead of the records */
+		assert_int_equal(mb.highest_uid, (uint32_t)(commits_done * 10 + 3));
+		/* the callback runs in a read txn: collect, then read bodies */
+		struct shalist l;
+		l.n = 0;
+		assert_int_equal(mk_store_messages(st, a, mb.id, 0, sha_cb, &l), 0);
+		assert_int_equal(l.n, (size_t)commits_done * 3);
+		for (size_t i = 0; i < l.n; i++) {
+			struct collect c = {NULL, 0, 0};
+			assert_int_equal(mk_store_body_read(st, l.sha[i], collect_cb, &c), 0);
+			assert_int_equal(c.n, l.raw[i]);
+			mk_free(c.p);
+		}
+	}
+	assert_clean(st);
+	uint64_t staging = 1;
+	assert_int_equal(mk__store_test_staging_count(st, &staging), 0);
+	assert_int_equal(staging, 0);
+	mk_store_close(&st);
+}
+
+static void run_crash(const char *env, int k, int expect_commits)
+{
+	char *dir = new_dir("crash");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+#ifdef MK_TEST_HOOKS
+		char num[16];
+		snprintf(num, sizeof(num), "%d", k);
+		setenv(env, num, 1);
+		scenario(dir, 0, 0);
+#else
+		/* Without hooks the child stops itself at the same points. */
+		bool at = strcmp(env, "MK_TEST_CRASH_AT") == 0;
+		scenario(dir, at ? k : 0, at ? 0 : k);
+#endif
+		_exit(3);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	print_message("%s=%d: child exit %d\n", env, k, WEXITSTATUS(status));
+	assert_int_equal(WEXITSTATUS(status), 99);
+	check_after_crash(dir, expect_commits);
+	mk_free(dir);
+}
+
+static void test_crash(void **state)
+{
+	for (int k = 1; k <= SCENARIO_COMMITS; k++)
+		run_crash("MK_TEST_CRASH_AT", k, k);
+	for (int k = 1; k <= SCENARIO_COMMITS; k++)
+		run_crash("MK_TEST_CRASH_BEFORE", k, k - 1);
+	/* a full run for comparison */
+	char *dir = new_dir("nocrash");
+	assert_int_equal(scenario(dir, -1, -1), SCENARIO_COMMITS);
+	check_after_crash(dir, SCENARIO_COMMITS);
+	mk_free(dir);
+}
+
+/* ---- codecs ---- */
+
+static void test_codecs(void **state)
+{
+	struct mk_store_msg m, d;
+	memset(&m, 0, sizeof(m));
+	m.raw_size = 123456789012ull;
+	m.server_size = 42;
+	m.internaldate = -5;
+	m.internaldate_tz = -480;
+	m.flags = 0x3f;
+	m.state = MK_STORE_MSG_UNFETCHABLE;
+	m.gone_at = 99;
+	memset(m.sha, 0xab, 32);
+	mk_strlcpy(m.keywords, "$Junk NonJunk", sizeof(m.keywords));
+	mk_strlcpy(m.unique, "1.M2P3Q4.h", sizeof(m.unique));
+	uint8_t buf[MK__STORE_MSG_VAL_MAX];
+	size_t n = mk__store_encode_msg(buf, sizeof(buf), &m);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(mk__store_decode_msg(buf, n, &d), 0);
+	assert_memory_equal(&m, &d, sizeof(m));
+	/* every truncation and a trailing byte are corrupt */
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(mk__store_decode_msg(buf, i, &d), MK_ECORRUPT);
+	buf[n] = 0;
+	assert_int_equal(mk__store_decode_msg(buf, n + 1, &d), MK_ECORRUPT);
+	buf[0] = 2;
+	assert_int_equal(mk__store_decode_msg(buf, n, &d), MK_ECORRUPT);
+
+	struct mk__store_blob bl, bd;
+	memset(&bl, 0, sizeof(bl));
+	memset(&bd, 0, sizeof(bd));
+	bl.refcount = 3;
+	bl.raw_size = 5000000;
+	bl.stored_size = 2200000;
+	bl.owner = 17;
+	bl.n_chunks = 3;
+	bl.codec = MK__STORE_CODEC_ZLIB;
+	n = mk__store_encode_blob(buf, sizeof(buf), &bl);
+	assert_int_equal(mk__store_decode_blob(buf, n, &bd), 0);
+	assert_memory_equal(&bl, &bd, sizeof(bl));
+	bl.n_chunks = 2; /* inconsistent with the stored size */
+	n = mk__store_encode_blob(buf, sizeof(buf), &bl);
+	assert_int_equal(mk__store_decode_blob(buf, n, &bd), MK_ECORRUPT);
+
+	uint8_t k1[16], k2[16];
+	mk__store_key_msg(k1, 1, 2, 3, 255);
+	mk__store_key_msg(k2, 1, 2, 3, 256);
+	assert_true(memcmp(k1, k2, 16) < 0); /* numeric order */
+}
+
+static int group_setup(void **state)
+{
+	mk_strlcpy(tmpdir, "/tmp/mk-test-store-XXXXXX", sizeof(tmpdir));
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int group_teardown(void **state)
+{
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codecs),
+		cmocka_unit_test(test_open_create),
+		cmocka_unit_test(test_accounts_mailboxes),
+		cmocka_unit_test(test_bodies_roundtrip),
+		cmocka_unit_test(test_dedupe),
+		cmocka_unit_test(test_replace),
+		cmocka_unit_test(test_spill_abort),
+		cmocka_unit_test(test_map_growth),
+		cmocka_unit_test(test_corruption),
+		cmocka_unit_test(test_memory_bound),
+		cmocka_unit_test(test_crash),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
