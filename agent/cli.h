@@ -54,6 +54,9 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_cat(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_stats(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv);
+/* verify --server: compares the store with each account's server. */
+int mk_cli_verify_server(const struct mk_cli *cli, struct mk_config *cfg, struct mk_store *store, int argc,
+			 char **argv);
 int mk_cli_export(const struct mk_cli *cli, int argc, char **argv);
 
 #endif

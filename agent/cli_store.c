@@ -454,13 +454,23 @@ static void verify_problem(void *ud, const char *problem)
 
 int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv)
 {
-	if (argc > 1) {
-		bool help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
-		fprintf(help ? stdout : stderr,
-			"usage: mailkeep [-c FILE] verify\n"
-			"Decompresses every stored body and checks its SHA-256, every record's body,\n"
-			"and the reference counts. Exit 0 when all is well, 65 on any problem.\n");
-		return help ? MK_EXIT_OK : MK_EXIT_USAGE;
+	bool server = false;
+	int first = 1;
+	if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		printf("usage: mailkeep [-c FILE] verify [--server [ACCOUNT...]]\n"
+		       "Decompresses every stored body and checks its SHA-256, every record's body,\n"
+		       "and the reference counts. With --server, also compares each folder's UID list,\n"
+		       "flags and sizes with the server (read-only). Exit 0 when all is well, 65 on any\n"
+		       "problem or difference.\n");
+		return MK_EXIT_OK;
+	}
+	if (argc > 1 && strcmp(argv[1], "--server") == 0) {
+		server = true;
+		first = 2;
+	}
+	if (!server && argc > 1) {
+		fprintf(stderr, "usage: mailkeep [-c FILE] verify [--server [ACCOUNT...]]\n");
+		return MK_EXIT_USAGE;
 	}
 	struct mk_config *cfg = NULL;
 	struct mk_store *st = NULL;
@@ -475,14 +485,20 @@ int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv)
 		fprintf(stderr, "mailkeep: verify: %s\n", mk_strerror(r));
 		ex = MK_EXIT_IOERR;
 	} else {
-		bool bad = rep.blobs_bad || rep.records_missing_body || rep.refcount_errors || rep.orphan_blobs;
+		bool bad = rep.blobs_bad || rep.records_missing_body || rep.refcount_errors || rep.orphan_blobs ||
+			   rep.orphan_chunks;
 		printf("%llu bodies checked (%llu bad), %llu records (%llu without body), %llu refcount errors, "
 		       "%llu orphans: %s\n",
 		       (unsigned long long)(rep.blobs_ok + rep.blobs_bad), (unsigned long long)rep.blobs_bad,
 		       (unsigned long long)(rep.records_ok + rep.records_missing_body),
 		       (unsigned long long)rep.records_missing_body, (unsigned long long)rep.refcount_errors,
-		       (unsigned long long)rep.orphan_blobs, bad ? "PROBLEMS FOUND" : "ok");
+		       (unsigned long long)(rep.orphan_blobs + rep.orphan_chunks), bad ? "PROBLEMS FOUND" : "ok");
 		ex = bad ? MK_EXIT_DATAERR : MK_EXIT_OK;
+	}
+	if (server && r >= 0) {
+		int sx = mk_cli_verify_server(cli, cfg, st, argc - first, argv + first);
+		if (sx != MK_EXIT_OK && (ex == MK_EXIT_OK || sx != MK_EXIT_DATAERR))
+			ex = sx;
 	}
 	mk_store_close(&st);
 	mk_config_free(&cfg);

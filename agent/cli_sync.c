@@ -31,7 +31,8 @@ struct acct_run {
 };
 
 struct sync_cli {
-	bool quiet, tty;
+	bool quiet, tty, verify;
+	uint64_t differences;
 	int64_t last_progress_ms;
 	bool progress_shown;
 	struct acct_run *runs;
@@ -76,6 +77,21 @@ static void on_folder(void *ud, const char *account, const struct mk_sync_folder
 		fprintf(stderr, "mailkeep: account %s, folder %s: %s\n", account, fr->name, fr->error);
 		return;
 	}
+	if (c->verify) {
+		/* sizes: Exchange re-renders MIME, so RFC822.SIZE may differ from
+		 * the bytes it sends; reported, but not counted as a problem */
+		bool diff = fr->missing || fr->extra || fr->flag_updates || fr->uidvalidity_changed;
+		c->differences += diff;
+		if (diff || !c->quiet)
+			printf("%s/%s: server %llu, not in store %llu%s, stale in store %llu, flags differ %llu, "
+			       "size differs %llu%s%s\n",
+			       account, fr->name, (unsigned long long)fr->server_count,
+			       (unsigned long long)fr->missing, fr->missing ? " (run `mailkeep sync`)" : "",
+			       (unsigned long long)fr->extra, (unsigned long long)fr->flag_updates,
+			       (unsigned long long)fr->size_mismatch,
+			       fr->uidvalidity_changed ? ", UIDVALIDITY changed" : "", diff ? "" : ": ok");
+		return;
+	}
 	if (c->quiet)
 		return;
 	if (fr->new_messages || fr->flag_updates || fr->gone || fr->no_body || fr->uidvalidity_changed)
@@ -109,6 +125,117 @@ static int worse(int a, int b)
 			ib = i;
 	}
 	return ib > ia ? b : a;
+}
+
+
+/* Runs the sync engine for every account in c->runs on one loop. */
+static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int result = MK_EXIT_OK;
+	int r;
+	char *error = NULL;
+	for (size_t i = 0; i < cp->n_runs; i++) {
+		struct acct_run *run = &cp->runs[i];
+		const struct mk_config_account *a = run->acct;
+		if (a->imap.host == NULL) {
+			fprintf(stderr, "mailkeep: account %s has no IMAP server (imap_host)\n", a->name);
+			result = worse(result, MK_EXIT_CONFIG);
+			run->done = true;
+			continue;
+		}
+		if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
+			fprintf(stderr, "mailkeep: account %s uses auth = xoauth2; OAuth2 sign-in is not available in "
+					"this version yet\n",
+				a->name);
+			result = worse(result, MK_EXIT_UNAVAILABLE);
+			run->done = true;
+			continue;
+		}
+		r = mk_config_get_secret(a, &run->secret, &error);
+		if (r == 0)
+			r = mk_tls_ctx_new(a->tls_ca_file, &run->tls, &error);
+		if (r < 0) {
+			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, error ? error : mk_strerror(r));
+			MK_FREE(&error);
+			result = worse(result, r == MK_ETLS ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE);
+			run->done = true;
+			continue;
+		}
+		struct mk_sync_opts so = {
+			.loop = &loop,
+			.acct = a,
+			.store = store,
+			.tls_ctx = run->tls,
+			.secret = run->secret,
+			.trace = trace,
+			.verify_server = cp->verify,
+			.on_progress = on_progress,
+			.on_folder = on_folder,
+			.ud = cp,
+		};
+		r = mk_sync_start(&so, on_done, run, &run->sync);
+		mk_config_secret_free(&run->secret);
+		if (r < 0) {
+			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, mk_strerror(r));
+			result = worse(result, mk_cli_exit_for(r));
+			run->done = true;
+		}
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	clear_progress(cp);
+	for (size_t i = 0; i < cp->n_runs; i++) {
+		struct acct_run *run = &cp->runs[i];
+		if (run->sync != NULL) {
+			const struct mk_sync_result *res = mk_sync_result(run->sync);
+			if (res->err != 0) {
+				fprintf(stderr, "mailkeep: account %s: %s\n", run->acct->name, res->error);
+				result = worse(result, mk_cli_exit_for(res->err));
+			}
+			for (size_t k = 0; k < res->n_folders; k++)
+				if (res->folders[k].err != 0)
+					result = worse(result, mk_cli_exit_for(res->folders[k].err));
+			if (!cp->quiet && res->err == 0 && !cp->verify)
+				printf("%s: %llu folders, %llu new messages (%.1f MB), %llu flag changes, %llu gone%s\n",
+				       run->acct->name, (unsigned long long)res->folders_ok,
+				       (unsigned long long)res->new_messages, (double)res->new_bytes / 1e6,
+				       (unsigned long long)res->flag_updates, (unsigned long long)res->gone,
+				       res->folders_failed ? ", SOME FOLDERS FAILED" : "");
+			mk_sync_free(&run->sync);
+		}
+		mk_config_secret_free(&run->secret);
+		mk_tls_ctx_free(&run->tls);
+	}
+	int lc = uv_loop_close(&loop);
+	MK_ASSERT(lc == 0);
+	return result;
+}
+
+int mk_cli_verify_server(const struct mk_cli *cli, struct mk_config *cfg, struct mk_store *store, int argc,
+			 char **argv)
+{
+	struct sync_cli c = {0};
+	c.quiet = cli->quiet;
+	c.verify = true;
+	c.runs = mk_xcalloc(cfg->n_accounts ? cfg->n_accounts : 1, sizeof(*c.runs));
+	for (int i = 0; i < argc; i++) {
+		const struct mk_config_account *a = mk_cli_pick_account(cfg, argv[i]);
+		if (a == NULL) {
+			mk_free(c.runs);
+			return MK_EXIT_CONFIG;
+		}
+		c.runs[c.n_runs++].acct = a;
+	}
+	if (argc == 0)
+		for (size_t i = 0; i < cfg->n_accounts; i++)
+			if (cfg->accounts[i].imap.host != NULL)
+				c.runs[c.n_runs++].acct = &cfg->accounts[i];
+	int result = run_accounts(&c, store, false);
+	mk_free(c.runs);
+	if (result == MK_EXIT_OK && c.differences > 0)
+		result = MK_EXIT_DATAERR;
+	return result;
 }
 
 static void usage_sync(FILE *f)
@@ -187,81 +314,7 @@ int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
 		mk_config_free(&cfg);
 		return r == MK_ECONFIG ? MK_EXIT_CONFIG : MK_EXIT_CANTCREAT;
 	}
-	uv_loop_t loop;
-	uv_loop_init(&loop);
-	int result = MK_EXIT_OK;
-	for (size_t i = 0; i < c.n_runs; i++) {
-		struct acct_run *run = &c.runs[i];
-		const struct mk_config_account *a = run->acct;
-		if (a->imap.host == NULL) {
-			fprintf(stderr, "mailkeep: account %s has no IMAP server (imap_host)\n", a->name);
-			result = worse(result, MK_EXIT_CONFIG);
-			run->done = true;
-			continue;
-		}
-		if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
-			fprintf(stderr, "mailkeep: account %s uses auth = xoauth2; OAuth2 sign-in is not available in "
-					"this version yet\n",
-				a->name);
-			result = worse(result, MK_EXIT_UNAVAILABLE);
-			run->done = true;
-			continue;
-		}
-		r = mk_config_get_secret(a, &run->secret, &error);
-		if (r == 0)
-			r = mk_tls_ctx_new(a->tls_ca_file, &run->tls, &error);
-		if (r < 0) {
-			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, error ? error : mk_strerror(r));
-			MK_FREE(&error);
-			result = worse(result, r == MK_ETLS ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE);
-			run->done = true;
-			continue;
-		}
-		struct mk_sync_opts so = {
-			.loop = &loop,
-			.acct = a,
-			.store = store,
-			.tls_ctx = run->tls,
-			.secret = run->secret,
-			.trace = trace,
-			.on_progress = on_progress,
-			.on_folder = on_folder,
-			.ud = &c,
-		};
-		r = mk_sync_start(&so, on_done, run, &run->sync);
-		mk_config_secret_free(&run->secret);
-		if (r < 0) {
-			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, mk_strerror(r));
-			result = worse(result, mk_cli_exit_for(r));
-			run->done = true;
-		}
-	}
-	uv_run(&loop, UV_RUN_DEFAULT);
-	clear_progress(&c);
-	for (size_t i = 0; i < c.n_runs; i++) {
-		struct acct_run *run = &c.runs[i];
-		if (run->sync != NULL) {
-			const struct mk_sync_result *res = mk_sync_result(run->sync);
-			if (res->err != 0) {
-				fprintf(stderr, "mailkeep: account %s: %s\n", run->acct->name, res->error);
-				result = worse(result, mk_cli_exit_for(res->err));
-			}
-			for (size_t k = 0; k < res->n_folders; k++)
-				if (res->folders[k].err != 0)
-					result = worse(result, mk_cli_exit_for(res->folders[k].err));
-			if (!c.quiet && res->err == 0)
-				printf("%s: %llu folders, %llu new messages (%.1f MB), %llu flag changes, %llu gone%s\n",
-				       run->acct->name, (unsigned long long)res->folders_ok,
-				       (unsigned long long)res->new_messages, (double)res->new_bytes / 1e6,
-				       (unsigned long long)res->flag_updates, (unsigned long long)res->gone,
-				       res->folders_failed ? ", SOME FOLDERS FAILED" : "");
-			mk_sync_free(&run->sync);
-		}
-		mk_config_secret_free(&run->secret);
-		mk_tls_ctx_free(&run->tls);
-	}
-	int lc = uv_loop_close(&loop);
-	MK_ASSERT(lc == 0);
+	int result = run_accounts(&c, store, trace);
 	mk_store_close(&store);
 	mk_free(c.runs);
 	mk_config_free(&cfg);

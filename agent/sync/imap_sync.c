@@ -27,7 +27,7 @@
 #include <time.h>
 
 /* Commit a batch when it holds this much, this many records, or is this old. */
-#define BATCH_MAX_BYTES (8u * 1024 * 1024)
+#define BATCH_MAX_BYTES (2u * 1024 * 1024)
 #define BATCH_MAX_COUNT 1000
 #define BATCH_MAX_MS 1000
 /* UIDs per FETCH command, and commands in flight per connection. */
@@ -44,12 +44,14 @@ struct job {
 struct srv_msg {
 	uint32_t uid;
 	uint32_t flags;
+	uint32_t size;
 	char *kw; /* NULL: none */
 };
 
 struct st_msg {
 	uint32_t uid;
 	uint32_t flags;
+	uint64_t raw_size;
 	char *kw;
 	uint8_t state;
 };
@@ -214,7 +216,9 @@ static void finish_job(struct worker *w)
 	struct job *j = w->job;
 	if (j == NULL)
 		return;
-	if (j->res->err == 0 && !s->cancelled)
+	if (s->o.verify_server)
+		; /* read-only on both sides */
+	else if (j->res->err == 0 && !s->cancelled)
 		(void)commit(w, true);
 	else if (w->batch != NULL && !s->cancelled)
 		(void)commit(w, false); /* keep the complete messages we have */
@@ -252,6 +256,7 @@ static void srv_add(struct worker *w, const struct mk_imap_fetch *f)
 	}
 	struct srv_msg *m = &w->srv[w->n_srv++];
 	m->uid = f->uid;
+	m->size = f->has_size ? f->rfc822_size : 0;
 	m->flags = f->flags & ~(uint32_t)MK_IMAP_FLAG_RECENT;
 	m->kw = f->keywords[0] ? mk_xstrdup(f->keywords) : NULL;
 }
@@ -277,6 +282,7 @@ static int collect_stored(void *ud, const struct mk_store_msg *m)
 	struct st_msg *e = &l->m[l->n++];
 	e->uid = m->uid;
 	e->flags = m->flags;
+	e->raw_size = m->raw_size;
 	e->kw = m->keywords[0] ? mk_xstrdup(m->keywords) : NULL;
 	e->state = m->state;
 	return 0;
@@ -414,6 +420,47 @@ static int diff_and_plan(struct worker *w)
 	return r < 0 ? r : 0;
 }
 
+/* verify --server: compare, change nothing */
+static int compare_only(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	struct mk_sync_folder_result *res = w->job->res;
+	struct st_list st = {0};
+	uint32_t uv = w->uidvalidity;
+	if (w->mb.uidvalidity != 0 && w->mb.uidvalidity != uv)
+		res->uidvalidity_changed = true;
+	int r = mk_store_messages(s->o.store, s->account_id, w->mb.id, uv, collect_stored, &st);
+	if (r < 0) {
+		st_list_free(&st);
+		return r;
+	}
+	qsort(w->srv, w->n_srv, sizeof(*w->srv), cmp_srv);
+	res->server_count = w->n_srv;
+	size_t i = 0, j = 0;
+	while (i < w->n_srv || j < st.n) {
+		if (j >= st.n || (i < w->n_srv && w->srv[i].uid < st.m[j].uid)) {
+			if (res->missing++ == 0)
+				res->first_missing = w->srv[i].uid;
+			i++;
+		} else if (i >= w->n_srv || st.m[j].uid < w->srv[i].uid) {
+			if (st.m[j].state == MK_STORE_MSG_PRESENT)
+				res->extra++;
+			j++;
+		} else {
+			if (st.m[j].state != MK_STORE_MSG_PRESENT)
+				res->extra++;
+			else if (w->srv[i].size != 0 && w->srv[i].size != st.m[j].raw_size)
+				res->size_mismatch++;
+			if (st.m[j].flags != w->srv[i].flags || !kw_eq(st.m[j].kw, w->srv[i].kw))
+				res->flag_updates++;
+			i++;
+			j++;
+		}
+	}
+	st_list_free(&st);
+	return 0;
+}
+
 /* ---- fetching ---- */
 
 static bool todo_find(const struct worker *w, uint32_t uid, size_t *idx_r)
@@ -541,7 +588,12 @@ static void start_folder(struct worker *w)
 {
 	struct mk_sync *s = w->s;
 	struct job *j = w->job;
-	int r = mk_store_mailbox_get(s->o.store, s->account_id, j->name, true, &w->mb);
+	int r = mk_store_mailbox_get(s->o.store, s->account_id, j->name, !s->o.verify_server, &w->mb);
+	if (r == MK_ENOTFOUND && s->o.verify_server) {
+		memset(&w->mb, 0, sizeof(w->mb)); /* not in the store: every message is missing */
+		w->mb.id = UINT32_MAX;
+		r = 0;
+	}
 	if (r < 0) {
 		folder_fail(w, r, "cannot read the store: %s", mk_strerror(r));
 		finish_job(w);
@@ -718,6 +770,10 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 			mk_imap_session_abort(w->sess, MK_ESERVER, msg);
 			return;
 		}
+		if (s->o.verify_server) {
+			list_done(w);
+			return;
+		}
 		struct unlisted_ctx u = {s, mk_store_batch_new(s->o.store), 0, NULL, 0};
 		int r = mk_store_mailboxes(s->o.store, s->account_id, collect_mailbox, &u);
 		for (size_t i = 0; r == 0 && i < u.n && u.err == 0; i++)
@@ -749,14 +805,16 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		}
 		if (w->exists == 0) {
 			w->st = W_FETCH;
-			int r = diff_and_plan(w);
+			int r = s->o.verify_server ? compare_only(w) : diff_and_plan(w);
 			if (r < 0)
 				folder_fail(w, r, "cannot read the store: %s", mk_strerror(r));
 			finish_job(w);
 			next_job(w);
 			return;
 		}
-		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_UID_FETCH, .a = "1:*", .b = "(UID FLAGS)"};
+		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_UID_FETCH,
+					  .a = "1:*",
+					  .b = s->o.verify_server ? "(UID FLAGS RFC822.SIZE)" : "(UID FLAGS)"};
 		w->st = W_UIDS;
 		if (mk_imap_session_submit(w->sess, &cmd, &w->tag_uids) < 0)
 			mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send UID FETCH");
@@ -778,6 +836,14 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 			       "account %s, folder %s: the server listed %zu of its %u messages; the others will be "
 			       "asked for again on the next run",
 			       acct_name(s), w->job->name, w->n_srv, w->exists);
+		}
+		if (s->o.verify_server) {
+			int r = compare_only(w);
+			if (r < 0)
+				folder_fail(w, r, "cannot read the store: %s", mk_strerror(r));
+			finish_job(w);
+			next_job(w);
+			return;
 		}
 		int r = diff_and_plan(w);
 		if (r < 0) {
@@ -1006,7 +1072,7 @@ int mk_sync_start(const struct mk_sync_opts *opts, void (*done)(void *ud, struct
 	s->secret = mk_xstrdup(opts->secret ? opts->secret : "");
 	s->done = done;
 	s->done_ud = ud;
-	int r = mk_store_account(opts->store, opts->acct->name, true, &s->account_id);
+	int r = mk_store_account(opts->store, opts->acct->name, !opts->verify_server, &s->account_id);
 	if (r < 0) {
 		mk_free(s->secret);
 		mk_free(s);

@@ -30,6 +30,9 @@ struct mk_sync_folder_result {
 	char name[256];
 	uint64_t new_messages, new_bytes, flag_updates, gone, no_body;
 	bool uidvalidity_changed;
+	/* verify_server mode: differences between the server and the store */
+	uint64_t server_count, missing, extra, size_mismatch;
+	uint32_t first_missing;
 	int err; /* 0 or why this folder failed */
 	char error[400];
 };
@@ -50,6 +53,9 @@ struct mk_sync_opts {
 	struct mk_tls_ctx *tls_ctx;
 	const char *secret; /* password; copied and wiped by the engine */
 	bool trace;
+	/* compare the store with the server (UID lists, flags, sizes) and
+	 * change nothing: no fetch, no store writes */
+	bool verify_server;
 	/* progress: called after each message and folder; may be NULL */
 	void (*on_progress)(void *ud, const char *account, const char *folder, uint64_t done, uint64_t total,
 			    uint64_t bytes);

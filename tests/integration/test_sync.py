@@ -227,6 +227,11 @@ def main():
         c.uid("STORE", str(gone_uid), "+FLAGS", "(\\Deleted)")
         c.expunge()
         c.logout()
+        r = mk(cfg, "verify", "--server")
+        out = r.stdout.decode()
+        check(r.returncode == 65 and "a/INBOX: server" in out and "not in store 3" in out
+              and "stale in store 1" in out and "flags differ 2" in out,
+              "verify --server sees the server's changes before the sync (exit 65)")
         r = mk(cfg, "sync", "a", check_rc=0)
         out = r.stdout.decode()
         check(r.returncode == 0 and "a/INBOX: 3 new" in out and "1 gone" in out,
@@ -297,6 +302,8 @@ def main():
         # verify
         r = mk(cfg, "verify")
         check(r.returncode == 0 and b": ok" in r.stdout, "verify: clean store")
+        r = mk(cfg, "verify", "--server")
+        check(r.returncode == 0, "verify --server: store and server agree after a sync")
 
         # export to Maildir, read back by real readers
         md = os.path.join(tmp, "maildir")

@@ -25,6 +25,9 @@
 #include <strings.h>
 
 #define IN_MAX (MK_LIMIT_IMAP_LINE + MK_LIMIT_IMAP_LITERAL_INLINE * 4)
+/* unconsumed input */
+#define IN_P(c) ((const uint8_t *)(c)->in.data + (c)->in_off)
+#define IN_N(c) ((c)->in.len - (c)->in_off)
 
 void mk_imap_client_init(struct mk_imap_client *c)
 {
@@ -81,6 +84,11 @@ int mk_imap_client_feed(struct mk_imap_client *c, const uint8_t *p, size_t n)
 	if (c->state == MK_IMAP_STATE_STARTTLS && n > 0)
 		return fail(c, MK_EPROTO, "server sent data in clear after the STARTTLS go-ahead "
 					  "(possible injection attack; refused)");
+	/* drop what was consumed before growing the buffer */
+	if (c->in_off > 0 && (c->in_off >= c->in.len || c->in.len + n > c->in.cap)) {
+		mk_buf_consume(&c->in, c->in_off);
+		c->in_off = 0;
+	}
 	if (mk_buf_append(&c->in, p, n) < 0)
 		return fail(c, MK_ETOOBIG, "server response exceeds the size limit of %d bytes", IN_MAX);
 	return 0;
@@ -135,8 +143,8 @@ static bool body_item_before(const uint8_t *p, size_t brace)
  * the "{n}\r\n" announcement. */
 static long frame(struct mk_imap_client *c, bool fetch_ctx, size_t *line_end_r, uint64_t *stream_r)
 {
-	const uint8_t *p = c->in.data;
-	size_t n = c->in.len, i = 0, line_bytes = 0;
+	const uint8_t *p = IN_P(c);
+	size_t n = IN_N(c), i = 0, line_bytes = 0;
 	*stream_r = NO_STREAM;
 	if (!fetch_ctx)
 		fetch_ctx = is_fetch_response(p, n);
@@ -735,18 +743,20 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		return MK_EPROTO;
 	mk_buf_reset(&c->ev_text);
 	if (c->consume_next > 0) {
-		mk_buf_consume(&c->in, c->consume_next);
+		/* consumed lazily: an offset, compacted when input arrives, so
+		 * many small responses in one read cost no memmove each */
+		c->in_off += c->consume_next;
 		c->consume_next = 0;
 	}
 	for (;;) {
 		if (c->stream_left > 0) {
 			/* the body literal of a FETCH: hand out what is here */
-			if (c->in.len == 0)
+			if (IN_N(c) == 0)
 				return 0;
-			size_t take = c->in.len < c->stream_left ? c->in.len : (size_t)c->stream_left;
+			size_t take = IN_N(c) < c->stream_left ? IN_N(c) : (size_t)c->stream_left;
 			memset(ev_r, 0, sizeof(*ev_r));
 			ev_r->kind = MK_IMAP_EV_BODY_CHUNK;
-			ev_r->chunk.p = c->in.data;
+			ev_r->chunk.p = IN_P(c);
 			ev_r->chunk.n = take;
 			ev_r->fetch = c->fetch;
 			c->stream_left -= take;
@@ -759,10 +769,10 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		if (fl <= 0)
 			return (int)fl;
 		memset(ev_r, 0, sizeof(*ev_r));
-		if (c->in_fetch_tail || stream != NO_STREAM || is_fetch_response(c->in.data, line_end)) {
+		if (c->in_fetch_tail || stream != NO_STREAM || is_fetch_response(IN_P(c), line_end)) {
 			if (mk_buf_reserve(&c->ev_text, line_end + 64, NULL) < 0)
 				return fail(c, MK_ETOOBIG, "server response too long");
-			int r = handle_fetch_segment(c, c->in.data, line_end, !c->in_fetch_tail, stream, ev_r);
+			int r = handle_fetch_segment(c, IN_P(c), line_end, !c->in_fetch_tail, stream, ev_r);
 			if (r < 0)
 				return r;
 			c->consume_next = (size_t)fl;
@@ -772,12 +782,12 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		 * copy_text() never reallocates under earlier pointers. */
 		if (mk_buf_reserve(&c->ev_text, line_end + 64, NULL) < 0)
 			return fail(c, MK_ETOOBIG, "server response too long");
-		const uint8_t *p = c->in.data;
+		const uint8_t *p = IN_P(c);
 		int r;
 		if (line_end >= 1 && p[0] == '+' && (line_end == 1 || p[1] == ' ')) {
 			/* continuation request */
 			if (c->held_tag != 0 && release_held(c)) {
-				mk_buf_consume(&c->in, (size_t)fl);
+				c->in_off += (size_t)fl;
 				continue;
 			}
 			ev_r->kind = MK_IMAP_EV_CONTINUATION;
@@ -798,7 +808,7 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		 * only consumed at the start of the next call. */
 		c->consume_next = (size_t)fl;
 		if (c->state == MK_IMAP_STATE_STARTTLS && ev_r->kind == MK_IMAP_EV_TAGGED) {
-			if (c->in.len > (size_t)fl)
+			if (IN_N(c) > (size_t)fl)
 				return fail(c, MK_EPROTO,
 					    "server sent data in clear after the STARTTLS go-ahead "
 					    "(possible injection attack; refused)");

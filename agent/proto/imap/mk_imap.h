@@ -181,7 +181,8 @@ struct mk_imap_pending {
 
 struct mk_imap_client {
 	enum mk_imap_state state;
-	struct mk_buf in;  /* unconsumed input */
+	struct mk_buf in;  /* input; bytes before in_off are consumed */
+	size_t in_off;
 	struct mk_buf out; /* bytes to send (may hold credentials: wiped) */
 	size_t out_ready;  /* bytes of `out` that may be sent now (rest waits for "+") */
 	struct mk_buf ev_text; /* event strings (code/text) */
