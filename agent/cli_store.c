@@ -7,6 +7,7 @@
 #include "mk_alloc.h"
 #include "mk_buf.h"
 #include "mk_err.h"
+#include "mk_mime.h"
 #include "mk_store.h"
 #include "mk_str.h"
 
@@ -284,10 +285,12 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 		struct hdr_ctx h;
 		mk_buf_init(&h.b, 16384);
 		(void)mk_store_body_read(st, m->sha, hdr_cb, &h);
-		char from[200], subj[300], fl[600];
+		char from_raw[400], subj_raw[600], from[400], subj[600], fl[600];
 		const char *hdr = h.b.data ? (const char *)h.b.data : "";
-		header_value(hdr, "From", from, sizeof(from));
-		header_value(hdr, "Subject", subj, sizeof(subj));
+		header_value(hdr, "From", from_raw, sizeof(from_raw));
+		header_value(hdr, "Subject", subj_raw, sizeof(subj_raw));
+		mk_mime_decode_header(from_raw, from, sizeof(from));
+		mk_mime_decode_header(subj_raw, subj, sizeof(subj));
 		mk_buf_cleanup(&h.b);
 		flags_str(m->flags, m->keywords, fl, sizeof(fl));
 		char date[32];
@@ -304,8 +307,14 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 			json_str(stdout, subj);
 			printf(",\"gone\":%s}", m->state == MK_STORE_MSG_GONE ? "true" : "false");
 		} else {
-			printf("%8u  %s  %-7s %8llu  %-28.28s  %.60s%s\n", m->uid, date, fl, (unsigned long long)m->raw_size,
-			       from, subj, m->state == MK_STORE_MSG_GONE ? "  (gone)" : "");
+			char fromf[200], subjf[300];
+			mk_mime_fit(from, 28, fromf, sizeof(fromf));
+			mk_mime_fit(subj, 60, subjf, sizeof(subjf));
+			size_t sl = strlen(subjf);
+			while (sl > 0 && subjf[sl - 1] == ' ')
+				subjf[--sl] = '\0'; /* the last column is not padded */
+			printf("%8u  %s  %-7s %8llu  %s  %s%s\n", m->uid, date, fl, (unsigned long long)m->raw_size, fromf,
+			       subjf, m->state == MK_STORE_MSG_GONE ? "  (gone)" : "");
 		}
 	}
 	if (json)

@@ -75,9 +75,29 @@ echo
 echo "\$ mailkeep -c $cfg folders try"
 "$mailkeep" -c "$cfg" folders try
 echo
+echo "\$ mailkeep -c $cfg sync            # the backup: every folder into the store"
+"$mailkeep" -c "$cfg" sync
+echo
+echo "\$ mailkeep -c $cfg sync            # again: only what changed"
+"$mailkeep" -c "$cfg" sync
+echo
+echo "\$ mailkeep -c $cfg ls try/INBOX"
+"$mailkeep" -c "$cfg" ls try/INBOX
+echo
+echo "\$ mailkeep -c $cfg stats"
+"$mailkeep" -c "$cfg" stats
+echo
+echo "\$ mailkeep -c $cfg verify"
+"$mailkeep" -c "$cfg" verify
+echo
+echo "\$ mailkeep -c $cfg export --maildir $dir/Maildir"
+"$mailkeep" -c "$cfg" export --maildir "$dir/Maildir"
+echo
 if [ "$keep" = 1 ]; then
 	echo "try: the server keeps running. Try:"
 	echo "  $mailkeep -c $cfg folders --trace try"
+	echo "  $mailkeep -c $cfg cat try/INBOX/1"
+	echo "  mutt -f $dir/Maildir"
 	echo "Stop it with: $here/tests/fixtures/mailserver.sh stop $dir"
 else
 	echo "try: done; the server is stopped and $dir removed (use --keep to keep them)."

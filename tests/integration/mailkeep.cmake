@@ -8,7 +8,7 @@ set_tests_properties(tls_verification PROPERTIES LABELS integration TIMEOUT 300)
 
 add_test(NAME try_path COMMAND ${PROJECT_SOURCE_DIR}/packaging/try.sh)
 set_tests_properties(try_path PROPERTIES LABELS integration TIMEOUT 300
-  PASS_REGULAR_EXPRESSION "certificate verified for 127.0.0.1.*logged in as alice@example.test.*INBOX.*try: done"
+  PASS_REGULAR_EXPRESSION "certificate verified for 127.0.0.1.*logged in as alice@example.test.*INBOX.*try: 8 folders, 25 new messages.*try: 8 folders, 0 new messages.*: ok.*exported 25 new messages.*try: done"
   ENVIRONMENT "MK_TRY_SKIP_DEPS=1;MK_TRY_BUILD_DIR=${CMAKE_BINARY_DIR}")
 
 # mailkeep's CLI against the private Dovecot (FIXTURES_REQUIRED mail).

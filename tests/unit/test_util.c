@@ -12,6 +12,7 @@
 #include "mk_buf.h"
 #include "mk_err.h"
 #include "mk_log.h"
+#include "mk_mime.h"
 #include "mk_str.h"
 
 #include <string.h>
@@ -107,6 +108,25 @@ static void test_redact(void **state)
 	assert_string_equal(out, "* OK a\\x09b\\x01");
 }
 
+static void test_mime(void **state)
+{
+	char out[256];
+	mk_mime_decode_header("=?iso-8859-1?Q?R=E9union_d=27=E9quipe?= 7", out, sizeof(out));
+	assert_string_equal(out, "R\xc3\xa9union d'\xc3\xa9quipe 7");
+	mk_mime_decode_header("=?UTF-8?B?5pel5pys6Kqe?= =?utf-8?q?_ok?=", out, sizeof(out));
+	assert_string_equal(out, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e ok");
+	mk_mime_decode_header("=?windows-1252?Q?=80_5?=", out, sizeof(out));
+	assert_string_equal(out, "\xe2\x82\xac 5");
+	mk_mime_decode_header("=?koi8-r?B?8NLJ18XU?= plain", out, sizeof(out));
+	assert_string_equal(out, "=?koi8-r?B?8NLJ18XU?= plain"); /* unsupported: left alone */
+	mk_mime_decode_header("=?utf-8?Q?a=0Ab?=", out, sizeof(out));
+	assert_string_equal(out, "a b"); /* control characters never reach a terminal */
+	mk_mime_fit("Z\xc3\xab\xc3\xab", 5, out, sizeof(out));
+	assert_string_equal(out, "Z\xc3\xab\xc3\xab  ");
+	mk_mime_fit("abcdef", 3, out, sizeof(out));
+	assert_string_equal(out, "abc");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +134,7 @@ int main(void)
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_str),
 		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_mime),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
