@@ -10,6 +10,7 @@
 #include "mk_alloc.h"
 #include "mk_err.h"
 #include "mk_log.h"
+#include "mk_pop3_fetch.h" /* issue 7 */
 #include "mk_store.h"
 #include "mk_sync.h"
 #include "mk_tls.h"
@@ -28,6 +29,8 @@ struct acct_run {
 	char *secret;
 	struct mk_sync *sync;
 	bool done;
+	struct mk_pop3_fetch *pop3; /* issue 7: POP3 fetch of this account */
+	struct mk_tls_ctx *pop3_tls;
 };
 
 struct sync_cli {
@@ -128,6 +131,72 @@ static int worse(int a, int b)
 }
 
 
+/* ---- issue 7: POP3 accounts (fetch = pop3 | both) -----------------------
+ * pop3_start() runs before the IMAP start of each account and returns 1
+ * when the account is POP3 only (no IMAP sync); pop3_finish() prints the
+ * "ACCOUNT/POP3: ..." line and merges the result into the exit status. */
+static void on_pop3_done(void *ud, struct mk_pop3_fetch *f)
+{
+	(void)ud;
+	(void)f;
+}
+
+static int pop3_start(struct sync_cli *cp, struct acct_run *run, uv_loop_t *loop, struct mk_store *store, bool trace,
+		      int *result)
+{
+	const struct mk_config_account *a = run->acct;
+	bool only = a->fetch == MK_CONFIG_FETCH_POP3;
+	char *error = NULL, *secret = NULL;
+	int r = 0;
+	if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
+		fprintf(stderr, "mailkeep: account %s, POP3: auth = xoauth2 is not available in this version yet\n",
+			a->name);
+		*result = worse(*result, MK_EXIT_UNAVAILABLE);
+		return only;
+	}
+	r = mk_config_get_secret(a, &secret, &error);
+	if (r == 0)
+		r = mk_tls_ctx_new(a->tls_ca_file, &run->pop3_tls, &error);
+	if (r == 0) {
+		struct mk_pop3_fetch_opts po = {
+			.loop = loop,
+			.acct = a,
+			.store = store,
+			.tls_ctx = run->pop3_tls,
+			.secret = secret,
+			.trace = trace,
+			.on_progress = on_progress,
+			.ud = cp,
+		};
+		r = mk_pop3_fetch_start(&po, on_pop3_done, run, &run->pop3);
+	}
+	mk_config_secret_free(&secret);
+	if (r < 0) {
+		fprintf(stderr, "mailkeep: account %s, POP3: %s\n", a->name, error ? error : mk_strerror(r));
+		*result = worse(*result, r == MK_ETLS ? MK_EXIT_CONFIG : mk_cli_exit_for(r));
+	}
+	mk_free(error);
+	return only;
+}
+
+static void pop3_finish(struct sync_cli *cp, struct acct_run *run, int *result)
+{
+	if (run->pop3 != NULL) {
+		const struct mk_pop3_fetch_result *res = mk_pop3_fetch_result(run->pop3);
+		on_folder(cp, run->acct->name, &res->folder);
+		if (res->err != 0)
+			*result = worse(*result, mk_cli_exit_for(res->err));
+		else if (!cp->quiet)
+			printf("%s (POP3): %llu messages on the server, %llu new (%.1f MB), %llu deleted on the server\n",
+			       run->acct->name, (unsigned long long)res->server_count,
+			       (unsigned long long)res->new_messages, (double)res->new_bytes / 1e6,
+			       (unsigned long long)res->deleted);
+		mk_pop3_fetch_free(&run->pop3);
+	}
+	mk_tls_ctx_free(&run->pop3_tls);
+}
+/* ---- end of issue 7 block ---- */
+
 /* Runs the sync engine for every account in c->runs on one loop. */
 static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 {
@@ -139,6 +208,10 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 	for (size_t i = 0; i < cp->n_runs; i++) {
 		struct acct_run *run = &cp->runs[i];
 		const struct mk_config_account *a = run->acct;
+		if (!cp->verify && a->fetch != MK_CONFIG_FETCH_IMAP && pop3_start(cp, run, &loop, store, trace, &result)) {
+			run->done = true; /* issue 7: POP3 only */
+			continue;
+		}
 		if (a->imap.host == NULL) {
 			fprintf(stderr, "mailkeep: account %s has no IMAP server (imap_host)\n", a->name);
 			result = worse(result, MK_EXIT_CONFIG);
@@ -206,6 +279,7 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 		}
 		mk_config_secret_free(&run->secret);
 		mk_tls_ctx_free(&run->tls);
+		pop3_finish(cp, run, &result); /* issue 7 */
 	}
 	int lc = uv_loop_close(&loop);
 	MK_ASSERT(lc == 0);
@@ -295,7 +369,7 @@ int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
 		}
 	} else {
 		for (size_t i = 0; i < cfg->n_accounts; i++)
-			if (cfg->accounts[i].imap.host != NULL)
+			if (cfg->accounts[i].imap.host != NULL || cfg->accounts[i].fetch != MK_CONFIG_FETCH_IMAP /* issue 7 */)
 				c.runs[c.n_runs++].acct = &cfg->accounts[i];
 	}
 	if (c.n_runs == 0) {

@@ -28,6 +28,8 @@ static void usage(FILE *f)
 		"  folders [ACCOUNT]    connect (TLS verified), log in, and list the folders\n"
 		"  sync [ACCOUNT...]    back up every selected folder into the store (read-only on\n"
 		"                       the server, incremental, safe to interrupt)\n"
+		"  run                  the agent: sync, then IMAP IDLE on `idle` folders, poll the\n"
+		"                       rest; SIGTERM stops cleanly, SIGHUP reloads the config\n"
 		"  ls [ACCOUNT[/FOLDER]] [--json]   folders with counts, or a folder's messages\n"
 		"  cat ACCOUNT/FOLDER/UID           a stored message, byte for byte\n"
 		"  export --maildir DIR | --mbox FILE [ACCOUNT[/FOLDER]]   write a Maildir or mbox\n"
@@ -134,7 +136,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{"folders", mk_cli_folders}, {"sync", mk_cli_sync},     {"ls", mk_cli_ls},
 		{"cat", mk_cli_cat},         {"stats", mk_cli_stats},   {"verify", mk_cli_verify},
-		{"export", mk_cli_export},
+		{"export", mk_cli_export},   {"run", mk_cli_run},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

@@ -125,3 +125,32 @@ int mk_config_folders_check(const char *patterns, char *msg, size_t msgsz)
 	}
 	return 0;
 }
+
+int mk_config_duration(const char *s, unsigned min_s, unsigned max_s, unsigned *seconds_r)
+{
+	uint64_t v = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return MK_EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		if (v > 100000000)
+			return MK_EINVAL;
+	}
+	uint64_t mult = 1;
+	if (*p == 's')
+		p++;
+	else if (*p == 'm')
+		mult = 60, p++;
+	else if (*p == 'h')
+		mult = 3600, p++;
+	else if (*p == 'd')
+		mult = 86400, p++;
+	if (*p != '\0')
+		return MK_EINVAL;
+	v *= mult;
+	if (v < min_s || v > max_s)
+		return MK_EINVAL;
+	*seconds_r = (unsigned)v;
+	return 0;
+}

@@ -36,6 +36,20 @@ enum mk_config_tls {
 	MK_CONFIG_TLS_STARTTLS,     /* plain connect, then mandatory upgrade */
 };
 
+/* What `mailkeep sync` fetches for an account (key `fetch`; issue 7). */
+enum mk_config_fetch {
+	MK_CONFIG_FETCH_IMAP = 0, /* default */
+	MK_CONFIG_FETCH_POP3,
+	MK_CONFIG_FETCH_BOTH,
+};
+
+/* When POP3 messages are deleted from the server (key `pop3_delete`). */
+enum mk_config_pop3_delete {
+	MK_CONFIG_POP3_DELETE_NEVER = 0,   /* default */
+	MK_CONFIG_POP3_DELETE_AFTER_STORE, /* once durably stored and re-read */
+	MK_CONFIG_POP3_DELETE_AFTER_DAYS,  /* ... and stored at least pop3_delete_days ago */
+};
+
 struct mk_config_server {
 	char *host; /* NULL when the account has no such server */
 	uint16_t port;
@@ -59,6 +73,12 @@ struct mk_config_account {
 	unsigned timeout_s;       /* connect, TLS handshake and read inactivity (default 30) */
 	unsigned max_connections; /* per account and protocol (default 4) */
 	char *folders;            /* folder patterns, default "*" (see mk_config_folder_match) */
+	enum mk_config_fetch fetch;             /* issue 7: imap (default), pop3, both */
+	enum mk_config_pop3_delete pop3_delete; /* issue 7: never (default), after_store, after_days */
+	unsigned pop3_delete_days;              /* after_days N: N (0..36500) */
+	char *idle;               /* folders watched with IMAP IDLE (patterns), default "INBOX" */
+	unsigned poll_interval_s; /* other folders are synced this often (default 900) */
+	unsigned idle_refresh_s;  /* IDLE re-issued this often (default 600: Outlook goes quiet) */
 };
 
 #define MK_CONFIG_MAX_CONNECTIONS 16
@@ -112,11 +132,14 @@ void mk_config_secret_free(char **secret);
  * a list of only exclusions starts from everything. INBOX matches
  * case-insensitively. */
 bool mk_config_folder_match(const char *patterns, const char *name, char delimiter);
+/* Parses a duration: "90", "90s", "15m", "2h", "1d". Returns: 0, MK_EINVAL. */
+int mk_config_duration(const char *s, unsigned min_s, unsigned max_s, unsigned *seconds_r);
 /* Syntax check for the folders key. Returns: 0, MK_ECONFIG (msg set). */
 int mk_config_folders_check(const char *patterns, char *msg, size_t msgsz);
 
 const char *mk_config_tls_name(enum mk_config_tls tls);
 const char *mk_config_auth_name(enum mk_config_auth auth);
 const char *mk_config_provider_name(enum mk_config_provider p);
+const char *mk_config_fetch_name(enum mk_config_fetch f);
 
 #endif

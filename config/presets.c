@@ -38,6 +38,11 @@ const struct mk__config_key_info mk__config_keys[MK__CONFIG_KEY_COUNT] = {
 	[MK__CONFIG_KEY_TIMEOUT] = {"timeout", BOTH},
 	[MK__CONFIG_KEY_MAX_CONNECTIONS] = {"max_connections", BOTH},
 	[MK__CONFIG_KEY_FOLDERS] = {"folders", BOTH},
+	[MK__CONFIG_KEY_FETCH] = {"fetch", BOTH},             /* issue 7 */
+	[MK__CONFIG_KEY_POP3_DELETE] = {"pop3_delete", BOTH}, /* issue 7 */
+	[MK__CONFIG_KEY_IDLE] = {"idle", BOTH},
+	[MK__CONFIG_KEY_POLL_INTERVAL] = {"poll_interval", BOTH},
+	[MK__CONFIG_KEY_IDLE_REFRESH] = {"idle_refresh", BOTH},
 };
 
 /* The IANA ports: implicit TLS (RFC 8314) and the plain ports that upgrade
@@ -115,6 +120,19 @@ const char *mk_config_provider_name(enum mk_config_provider p)
 		return "outlook";
 	case MK_CONFIG_PROVIDER_OFFICE365:
 		return "office365";
+	}
+	return "?";
+}
+
+const char *mk_config_fetch_name(enum mk_config_fetch f)
+{
+	switch (f) {
+	case MK_CONFIG_FETCH_IMAP:
+		return "imap";
+	case MK_CONFIG_FETCH_POP3:
+		return "pop3";
+	case MK_CONFIG_FETCH_BOTH:
+		return "both";
 	}
 	return "?";
 }

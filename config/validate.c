@@ -32,6 +32,38 @@ static const char *const auth_names[] = {"xoauth2", "plain", "login", NULL};
 static const enum mk_config_auth auth_values[] = {MK_CONFIG_AUTH_XOAUTH2, MK_CONFIG_AUTH_PLAIN,
 						  MK_CONFIG_AUTH_LOGIN};
 static const char *const tls_names[] = {"implicit", "starttls", NULL};
+/* issue 7: fetch and pop3_delete */
+static const char *const fetch_names[] = {"imap", "pop3", "both", NULL};
+static const enum mk_config_fetch fetch_values[] = {MK_CONFIG_FETCH_IMAP, MK_CONFIG_FETCH_POP3, MK_CONFIG_FETCH_BOTH};
+static const char *const pop3_delete_names[] = {"never", "after_store", "after_days", NULL};
+#define POP3_DELETE_MAX_DAYS 36500
+
+/* "never" | "after_store" | "after_days N" (N days, 0..36500).
+ * Returns: 0, MK_EINVAL. */
+static int parse_pop3_delete(const char *v, enum mk_config_pop3_delete *mode_r, unsigned *days_r)
+{
+	*days_r = 0;
+	if (strcmp(v, "never") == 0) {
+		*mode_r = MK_CONFIG_POP3_DELETE_NEVER;
+		return 0;
+	}
+	if (strcmp(v, "after_store") == 0) {
+		*mode_r = MK_CONFIG_POP3_DELETE_AFTER_STORE;
+		return 0;
+	}
+	if (strncmp(v, "after_days", 10) == 0 && (v[10] == ' ' || v[10] == '\t')) {
+		const char *n = v + 10;
+		while (*n == ' ' || *n == '\t')
+			n++;
+		uint64_t d;
+		if (mk_str_to_u64(n, 0, POP3_DELETE_MAX_DAYS, &d) < 0)
+			return MK_EINVAL;
+		*mode_r = MK_CONFIG_POP3_DELETE_AFTER_DAYS;
+		*days_r = (unsigned)d;
+		return 0;
+	}
+	return MK_EINVAL;
+}
 static const enum mk_config_tls tls_values[] = {MK_CONFIG_TLS_IMPLICIT, MK_CONFIG_TLS_STARTTLS};
 
 #define SPKI_HINT                                                              \
@@ -172,7 +204,34 @@ int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, si
 		}
 		return 0;
 	case MK__CONFIG_KEY_FOLDERS:
+	case MK__CONFIG_KEY_IDLE:
 		return mk_config_folders_check(v, msg, msgsz);
+	case MK__CONFIG_KEY_POLL_INTERVAL:
+	case MK__CONFIG_KEY_IDLE_REFRESH: {
+		unsigned secs;
+		if (mk_config_duration(v, 1, 7 * 86400, &secs) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a duration like 90s, 15m, 2h (1 s to 7 days)", kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	}
+	case MK__CONFIG_KEY_FETCH: /* issue 7 */
+		if (mk__config_lookup(fetch_names, v) < 0)
+			return bad_enum(kn, v, fetch_names, "imap, pop3 or both", msg, msgsz);
+		return 0;
+	case MK__CONFIG_KEY_POP3_DELETE: { /* issue 7 */
+		enum mk_config_pop3_delete mode;
+		unsigned days;
+		if (parse_pop3_delete(v, &mode, &days) < 0) {
+			if (strncmp(v, "after_days", 10) == 0)
+				snprintf(msg, msgsz, "bad %s \"%s\": after_days needs a number of days from 0 to %d, as in "
+						     "\"after_days 30\"", kn, v, POP3_DELETE_MAX_DAYS);
+			else
+				return bad_enum(kn, v, pop3_delete_names, "never, after_store or after_days N", msg, msgsz);
+			return MK_ECONFIG;
+		}
+		return 0;
+	}
 	case MK__CONFIG_KEY_USER:
 	case MK__CONFIG_KEY_PASSWORD:
 	case MK__CONFIG_KEY_PASS_CMD:
@@ -428,6 +487,36 @@ static int resolve_account(struct resolver *r, const struct mk__config_section *
 		out->max_connections = (unsigned)n;
 	v = get(r, a, MK__CONFIG_KEY_FOLDERS);
 	out->folders = mk_xstrdup(v != NULL ? v->text : "*");
+	/* issue 7: what to fetch, and the POP3 delete policy */
+	const struct mk__config_value *fv = get(r, a, MK__CONFIG_KEY_FETCH);
+	out->fetch = fv != NULL ? fetch_values[mk__config_lookup(fetch_names, fv->text)] : MK_CONFIG_FETCH_IMAP;
+	if (fv != NULL && out->fetch != MK_CONFIG_FETCH_IMAP && out->pop3.host == NULL) {
+		rfail(r, fv->line, "fetch = %s but account \"%s\" has no POP3 server; add pop3_host (or set provider = "
+				   "outlook or office365)",
+		      fv->text, a->name);
+		return MK_ECONFIG;
+	}
+	if (fv != NULL && out->fetch != MK_CONFIG_FETCH_POP3 && out->imap.host == NULL) {
+		rfail(r, fv->line, "fetch = %s but account \"%s\" has no IMAP server; add imap_host, or set fetch = pop3",
+		      fv->text, a->name);
+		return MK_ECONFIG;
+	}
+	if ((v = get(r, a, MK__CONFIG_KEY_POP3_DELETE)) != NULL &&
+	    parse_pop3_delete(v->text, &out->pop3_delete, &out->pop3_delete_days) < 0) {
+		rfail(r, v->line, "bad pop3_delete"); /* checked at parse */
+		return MK_ECONFIG;
+	}
+	v = get(r, a, MK__CONFIG_KEY_IDLE);
+	out->idle = mk_xstrdup(v != NULL ? v->text : "INBOX");
+	unsigned secs;
+	out->poll_interval_s = 900;
+	if ((v = get(r, a, MK__CONFIG_KEY_POLL_INTERVAL)) != NULL && mk_config_duration(v->text, 1, 7 * 86400, &secs) == 0)
+		out->poll_interval_s = secs;
+	/* Outlook stops pushing on long IDLEs without saying so (OUTLOOK.md
+	 * §2.5): 10 minutes; RFC 2177 allows 29. */
+	out->idle_refresh_s = 600;
+	if ((v = get(r, a, MK__CONFIG_KEY_IDLE_REFRESH)) != NULL && mk_config_duration(v->text, 1, 7 * 86400, &secs) == 0)
+		out->idle_refresh_s = secs;
 	return 0;
 }
 
@@ -472,6 +561,7 @@ static void account_cleanup(struct mk_config_account *a)
 	mk_free(a->tls_ca_file);
 	mk_free(a->tls_fingerprint);
 	mk_free(a->folders);
+	mk_free(a->idle);
 }
 
 void mk_config_free(struct mk_config **cfgp)
@@ -539,6 +629,17 @@ void mk_config_dump(const struct mk_config *cfg, FILE *out)
 		if (a->tls_fingerprint != NULL)
 			fprintf(out, "  %-9s %s\n", "tls_fingerprint", a->tls_fingerprint);
 		fprintf(out, "  %-9s %s\n", "folders", a->folders);
+		/* issue 7: shown only when not the default (IMAP only) */
+		if (a->fetch != MK_CONFIG_FETCH_IMAP) {
+			fprintf(out, "  %-9s %s\n", "fetch", mk_config_fetch_name(a->fetch));
+			if (a->pop3_delete == MK_CONFIG_POP3_DELETE_AFTER_DAYS)
+				fprintf(out, "  %-9s after_days %u\n", "pop3_delete", a->pop3_delete_days);
+			else
+				fprintf(out, "  %-9s %s\n", "pop3_delete",
+					a->pop3_delete == MK_CONFIG_POP3_DELETE_NEVER ? "never" : "after_store");
+		}
 		fprintf(out, "  %-9s %u s, %u connections at most\n", "timeout", a->timeout_s, a->max_connections);
+		fprintf(out, "  %-9s %s (refreshed every %u s; other folders every %u s)\n", "idle", a->idle,
+			a->idle_refresh_s, a->poll_interval_s);
 	}
 }

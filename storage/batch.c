@@ -31,8 +31,12 @@ struct mk_store_batch *mk_store_batch_new(struct mk_store *st)
 size_t mk_store_batch_bytes(const struct mk_store_batch *b)
 {
 	size_t n = sizeof(*b) + b->cap_ops * sizeof(struct mk__store_op);
+	/* A body still in the compression queue counts as its expected
+	 * compressed size (half its raw bytes): the queue's memory is bounded
+	 * per store (MK__STORE_QUEUE_MAX), and counting it here would make
+	 * callers commit (and so wait for the pool) far more often. */
 	for (const struct mk_store_body *w = b->bodies; w != NULL; w = w->next)
-		n += sizeof(*w) + w->mem_cap;
+		n += sizeof(*w) + w->mem_cap + (w->in_pool ? w->raw_len / 2 : w->raw_cap);
 	return n;
 }
 
@@ -51,6 +55,12 @@ static struct mk__store_op *op_add(struct mk_store_batch *b, uint8_t kind)
 	memset(op, 0, sizeof(*op));
 	op->kind = kind;
 	return op;
+}
+
+/* issue 7: lets pop3.c queue its op (declared in store_int.h). */
+struct mk__store_op *mk__store_batch_op(struct mk_store_batch *b, uint8_t kind)
+{
+	return op_add(b, kind);
 }
 
 static bool batch_has_body(const struct mk_store_batch *b, const uint8_t *sha)
@@ -367,6 +377,9 @@ static int commit_txn(struct mk_store *st, MDB_txn *txn, void *ud)
 		case MK__STORE_OP_MAILBOX:
 			ret = apply_mailbox(st, txn, op);
 			break;
+		case MK__STORE_OP_POP3: /* issue 7: POP3 UIDL entry, same transaction */
+			ret = mk__store_pop3_apply(st, txn, &op->u.pop3);
+			break;
 		default:
 			MK_ASSERT(!"unknown batch op");
 		}
@@ -403,6 +416,10 @@ static void batch_reset(struct mk_store_batch *b, bool keep_unfinished)
 
 int mk_store_batch_commit(struct mk_store_batch *b)
 {
+	/* Every body final (compressed by the pool, helped along if still
+	 * queued) before the transaction, so a MAP_FULL replay sees the same. */
+	for (struct mk_store_body *w = b->bodies; w != NULL; w = w->next)
+		mk__store_pool_wait(w);
 	struct commit_ctx cc = {b, NULL, 0, 0};
 	int ret = mk__store_write(b->st, commit_txn, &cc, true);
 	mk_free(cc.touched);

@@ -19,7 +19,11 @@
  * batch commit only links them. Staging chunks of a crashed run are freed
  * by mk_store_open(). So a 50 MB message never needs 50 MB of memory.
  *
- * Thread use: one thread (the loop thread) per mk_store.
+ * Thread use: one thread (the loop thread) calls into a mk_store. Inside,
+ * bodies smaller than MK_STORE_SPILL_BYTES are compressed by a few
+ * compression threads of the store (2 by default, see
+ * mk_store_set_threads); they never touch LMDB, and mk_store_close()
+ * joins them. The SHA-256 is still computed on the caller's thread.
  */
 #ifndef MK_STORE_H
 #define MK_STORE_H
@@ -91,11 +95,20 @@ struct mk_store_stats {
 /* Opens (creating if needed) the store at `dir`: the directory is created
  * 0700, files 0600. Checks the schema version (running migrations where
  * one exists; refusing a newer store), frees staging chunks left by a
- * crash. `zlevel` is the zlib level for new bodies (1..9; 6 by default).
+ * crash. `zlevel` is the zlib level for new bodies (1..9; 0: the
+ * default, 4: see storage/blob.c for the measured trade-off).
  * Returns: 0, MK_EIO, MK_EPERM, MK_ECONFIG (newer schema), MK_ECORRUPT;
  * *error_r is a new string naming the path on failure. */
 int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **error_r);
+/* Finishes queued compression, joins the store's threads, closes. */
 void mk_store_close(struct mk_store **st);
+
+/* Compression threads of the store (0..16; 0: every body is compressed on
+ * the caller's thread inside mk_store_body_finish, as a single-threaded
+ * store does). Waits for the queued work first. The stored bytes are the
+ * same whatever the number. Returns: 0, MK_EINVAL. */
+int mk_store_set_threads(struct mk_store *st, unsigned n);
+unsigned mk_store_threads(const struct mk_store *st);
 
 /* Accounts are identified by name (the config's [account NAME]).
  * With create, a missing one is added (own transaction).
@@ -136,7 +149,10 @@ int mk_store_body_read(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
 /* ---- batches ---- */
 
 struct mk_store_batch *mk_store_batch_new(struct mk_store *st);
-/* Bytes held in memory by the batch (to decide when to commit). */
+/* Bytes held in memory by the batch (to decide when to commit). A body
+ * still waiting for its compression thread counts as half its raw size;
+ * that queue is bounded per store (2 MiB), mk_store_body_finish() waits
+ * or helps when it is full. */
 size_t mk_store_batch_bytes(const struct mk_store_batch *b);
 size_t mk_store_batch_count(const struct mk_store_batch *b);
 
@@ -159,7 +175,9 @@ int mk_store_batch_update_message(struct mk_store_batch *b, const struct mk_stor
 /* Writes a mailbox's state (progress); applied after the records. */
 int mk_store_batch_put_mailbox(struct mk_store_batch *b, const struct mk_store_mailbox *mb);
 
-/* Applies everything in one write transaction (durable: full fsync), then
+/* Waits for the batch's bodies still being compressed (compressing the
+ * ones no thread has started yet itself), then applies everything in one
+ * write transaction (durable: full fsync), then
  * empties the batch for reuse. MDB_MAP_FULL: grows and retries.
  * Returns: 0, MK_EIO, MK_ENOSPC-style libc errors (negative errno). */
 int mk_store_batch_commit(struct mk_store_batch *b);
@@ -185,5 +203,50 @@ int mk_store_verify(struct mk_store *st, struct mk_store_verify_report *rep,
 /* Test hook (MK_TEST_HOOKS builds): with MK_TEST_CRASH_AT=N in the
  * environment, the process _exit(99)s right after the Nth batch commit
  * (MK_TEST_CRASH_BEFORE=N: just before it). */
+
+
+/* ---- POP3 UIDL table (storage/pop3.c; issue 7) ----
+ *
+ * Which POP3 messages of an account are stored, keyed by (account, UIDL):
+ * the body's hash and size, when it was first stored, its record in the
+ * account's "POP3" folder (messages table, UIDVALIDITY
+ * MK_STORE_POP3_UIDVALIDITY, a synthetic per-account UID) and when the
+ * server confirmed its deletion (QUIT's +OK after DELE). Entries are
+ * written by the same batch commit as the body and the record, so a UIDL
+ * is in the table exactly when its message is durably stored. The table
+ * holds no body reference of its own (the folder's record does), so
+ * refcounts and `verify` are unchanged. */
+
+#define MK_STORE_POP3_FOLDER "POP3"
+#define MK_STORE_POP3_UIDVALIDITY 1u
+#define MK_STORE_POP3_UIDL_MAX 70
+
+struct mk_store_pop3 {
+	uint32_t account;
+	char uidl[MK_STORE_POP3_UIDL_MAX + 1]; /* 1..70 chars 0x21..0x7E, NUL-terminated */
+	uint8_t sha[MK_STORE_SHA_LEN];
+	uint64_t size;       /* raw bytes stored */
+	int64_t first_seen;  /* unix seconds when stored */
+	uint32_t uid;        /* record in the POP3 folder */
+	int64_t deleted_at;  /* unix seconds when the server confirmed DELE at QUIT, 0: not deleted */
+};
+
+/* Looks up one UIDL. Returns: 0, MK_ENOTFOUND, MK_EINVAL (malformed
+ * UIDL), MK_ECORRUPT, storage errors. */
+int mk_store_pop3_get(struct mk_store *st, uint32_t account, const char *uidl, struct mk_store_pop3 *rec_r);
+/* Every entry of an account in UIDL byte order; cb runs inside a read
+ * transaction (it must not call into the store); nonzero stops.
+ * Returns: 0, MK_ECORRUPT, storage errors. */
+int mk_store_pop3_list(struct mk_store *st, uint32_t account,
+		       int (*cb)(void *ud, const struct mk_store_pop3 *rec), void *ud);
+/* Adds or replaces an entry within the batch (applied by its commit, in
+ * the same transaction as the bodies and records). The body must exist or
+ * be finished in this batch. Returns: 0, MK_EINVAL. */
+int mk_store_batch_put_pop3(struct mk_store_batch *b, const struct mk_store_pop3 *rec);
+/* Records that the server deleted these UIDLs at `when` (own durable
+ * transaction). Unknown UIDLs are skipped. Returns: 0, MK_EINVAL, storage
+ * errors. */
+int mk_store_pop3_mark_deleted(struct mk_store *st, uint32_t account, const char *const *uidls, size_t n,
+			       int64_t when);
 
 #endif

@@ -404,6 +404,7 @@ static int open_dbis(struct mk_store *st, MDB_txn *txn)
 		{"blobs", offsetof(struct mk_store, blobs)},
 		{"chunks", offsetof(struct mk_store, chunks)},
 		{"staging", offsetof(struct mk_store, staging)},
+		{"pop3_uidl", offsetof(struct mk_store, pop3_uidl)}, /* issue 7: POP3 UIDL table */
 	};
 	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
 		MDB_dbi *d = (MDB_dbi *)((char *)st + dbis[i].off);
@@ -504,9 +505,14 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 		return ret;
 	struct mk_store *st = mk_xcalloc(1, sizeof(*st));
 	st->dir = mk_xstrdup(dir);
-	st->zlevel = zlevel <= 0 ? 6 : zlevel > 9 ? 9 : zlevel;
+	st->zlevel = zlevel <= 0 ? MK__STORE_DEFAULT_ZLEVEL : zlevel > 9 ? 9 : zlevel;
 	st->pid = getpid();
 	init_host(st);
+	ret = mk__store_pool_init(st);
+	if (ret < 0) {
+		*error_r = mk_xasprintf("store %s: cannot create the compression queue", dir);
+		goto fail;
+	}
 
 	int rc = mdb_env_create(&st->env);
 	if (rc == 0)
@@ -553,6 +559,7 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 	if (freed > 0)
 		mk_log(MK_LOG_INFO, MK_LOG_CAT_STORE, NULL, "store %s: freed %llu unfinished bodies", dir,
 		       (unsigned long long)freed);
+	mk__store_pool_start(st, MK__STORE_DEFAULT_THREADS);
 	*st_r = st;
 	return 0;
 fail:
@@ -565,6 +572,12 @@ void mk_store_close(struct mk_store **stp)
 	struct mk_store *st = *stp;
 	if (st == NULL)
 		return;
+	/* Joins the compression threads (after they drain the queue) and
+	 * reaps every body, so a batch freed later touches no pool state. */
+	if (getpid() == st->pid) {
+		mk__store_pool_stop(st);
+		mk__store_pool_cleanup(st);
+	} /* else a forked child: the threads are not in this process */
 	if (st->env != NULL) {
 		MK_ASSERT(st->open_txns == 0);
 		mdb_env_close(st->env);
@@ -572,6 +585,21 @@ void mk_store_close(struct mk_store **stp)
 	mk_free(st->dir);
 	mk_free(st);
 	*stp = NULL;
+}
+
+int mk_store_set_threads(struct mk_store *st, unsigned n)
+{
+	if (n > MK__STORE_MAX_THREADS)
+		return MK_EINVAL;
+	check_pid(st);
+	mk__store_pool_stop(st);
+	mk__store_pool_start(st, n);
+	return 0;
+}
+
+unsigned mk_store_threads(const struct mk_store *st)
+{
+	return st->pool.n_workers + st->pool.want_workers;
 }
 
 /* ---- accounts ---- */
@@ -1086,5 +1114,33 @@ int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA
 		*codec_r = b.codec;
 		*n_chunks_r = b.n_chunks;
 	}
+	return ret;
+}
+
+int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
+				 uint8_t digest_r[MK_STORE_SHA_LEN], uint64_t *stored_r)
+{
+	MDB_txn *txn;
+	int ret = mk__store_rtxn(st, &txn);
+	if (ret < 0)
+		return ret;
+	struct mk__store_blob b;
+	ret = mk__store_get_blob(st, txn, sha, &b);
+	struct mk_sha256 ctx;
+	mk_sha256_init(&ctx);
+	uint64_t total = 0;
+	for (uint32_t i = 0; ret == 0 && i < b.n_chunks; i++) {
+		uint8_t k[12];
+		mk__store_key_chunk(k, b.owner, i);
+		MDB_val v;
+		ret = get_val(txn, st->chunks, k, sizeof(k), &v);
+		if (ret == 0) {
+			mk_sha256_update(&ctx, v.mv_data, v.mv_size);
+			total += v.mv_size;
+		}
+	}
+	mk__store_txn_abort(st, txn);
+	mk_sha256_final(&ctx, digest_r);
+	*stored_r = total;
 	return ret;
 }

@@ -13,6 +13,7 @@
 #include "mk_store.h"
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <sys/types.h>
 #include <zlib.h>
 
@@ -25,6 +26,16 @@
 #define MK__STORE_INITIAL_MAP ((size_t)64 * 1024 * 1024)
 /* Growth stops here: past it MDB_MAP_FULL becomes -ENOSPC. */
 #define MK__STORE_MAX_MAP ((size_t)1 << 42)
+
+/* zlib level when mk_store_open() is given 0 (see blob.c for the measured
+ * trade-off). */
+#define MK__STORE_DEFAULT_ZLEVEL 4
+/* Compression threads of a new store (mk_store_set_threads changes it). */
+#define MK__STORE_DEFAULT_THREADS 2u
+#define MK__STORE_MAX_THREADS 16u
+/* Memory (raw buffer plus output buffer) of bodies queued for or being
+ * compressed, per store; past it mk_store_body_finish() helps or waits. */
+#define MK__STORE_QUEUE_MAX ((size_t)2 * 1024 * 1024)
 
 /* Limits of encoded names (an account name is an LMDB key: max 511). */
 #define MK__STORE_ACCOUNT_NAME_MAX 255
@@ -51,9 +62,52 @@ struct mk__store_blob {
 	uint8_t codec; /* enum mk__store_codec */
 };
 
+/* A compression thread: its own deflate state, set up (and torn down) by
+ * the caller's thread so a worker never allocates. */
+struct mk__store_worker {
+	struct mk_store *st;
+	pthread_t tid;
+	z_stream zs;
+	bool z_active;
+	bool started;
+};
+
+enum mk__store_job_state {
+	MK__STORE_JOB_NONE = 0,
+	MK__STORE_JOB_QUEUED,
+	MK__STORE_JOB_RUNNING,
+	MK__STORE_JOB_DONE,
+};
+
+/* pool.c: compression of small bodies off the caller's thread. Fields
+ * marked (mu) are read and written under `mu` only; the others belong to
+ * the caller's thread. */
+struct mk__store_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv; /* workers: a job was queued, or stop */
+	pthread_cond_t done_cv; /* caller: a job finished */
+	bool sync_ready;        /* mu and the conds exist */
+	struct mk__store_worker *workers;
+	unsigned n_workers;
+	unsigned want_workers; /* configured, not started yet */
+	struct mk_store_body *q_head, **q_tail; /* (mu) queued, FIFO */
+	size_t queued_bytes;                     /* (mu) memory of queued + running jobs */
+	bool stop;                               /* (mu) workers exit once the queue is empty */
+	bool paused;                             /* (mu) test hook: workers take no job */
+	size_t queue_max;
+	/* Bodies whose job is not yet reaped (caller's list, any batch). */
+	struct mk_store_body *pending;
+	/* The caller's own deflate state (threads 0, helping). */
+	z_stream zs;
+	bool z_active;
+	/* Counters (tests, bench). */
+	uint64_t jobs, jobs_helped, backpressure_waits;
+};
+
 struct mk_store {
 	MDB_env *env;
 	MDB_dbi meta, accounts, account_names, mailboxes, mailbox_names, messages, blobs, chunks, staging;
+	MDB_dbi pop3_uidl; /* POP3 UIDL table (pop3.c; issue 7) */
 	char *dir;
 	int zlevel;
 	pid_t pid;         /* LMDB handles must not be used after fork() */
@@ -61,11 +115,29 @@ struct mk_store {
 	uint64_t growths;  /* map doublings (tests, bench) */
 	uint32_t unique_seq;
 	char host[64];     /* for unique names, '/' and ':' escaped */
+	struct mk__store_pool pool;
 };
 
 struct mk_store_body {
 	struct mk_store_batch *b;
 	struct mk_store_body *next;
+	/* While raw_size < MK_STORE_SPILL_BYTES the raw bytes are kept and
+	 * compressed in one go at finish (inline or by the pool); past it the
+	 * body is `streaming`: deflated as written, spilled in chunks. */
+	bool streaming;
+	uint8_t *raw;
+	size_t raw_len, raw_cap;
+	/* Pool job (pool.c). zout is allocated by the caller before queueing;
+	 * while queued or running the worker reads raw and writes zout. */
+	bool in_pool;                      /* has a job not yet reaped */
+	struct mk_store_body *pend_next, **pend_pprev; /* pool.pending */
+	struct mk_store_body *q_next;      /* (pool.mu) */
+	uint8_t job_state;                 /* (pool.mu) enum mk__store_job_state */
+	int job_err;                       /* (pool.mu) */
+	size_t zout_len;                   /* (pool.mu) */
+	size_t job_bytes;                  /* counted in pool.queued_bytes */
+	uint8_t *zout;
+	size_t zout_cap;
 	z_stream zs;
 	bool z_active;
 	bool finished;
@@ -88,6 +160,7 @@ enum mk__store_op_kind {
 	MK__STORE_OP_PUT = 1,
 	MK__STORE_OP_UPDATE,
 	MK__STORE_OP_MAILBOX,
+	MK__STORE_OP_POP3, /* a POP3 UIDL entry (pop3.c; issue 7) */
 };
 
 struct mk__store_op {
@@ -96,6 +169,7 @@ struct mk__store_op {
 	union {
 		struct mk_store_msg msg;
 		struct mk_store_mailbox mb;
+		struct mk_store_pop3 pop3; /* MK__STORE_OP_POP3 */
 	} u;
 };
 
@@ -155,6 +229,32 @@ void *mk__store_zalloc(void *opaque, unsigned items, unsigned size);
 void mk__store_zfree(void *opaque, void *p);
 void mk__store_body_release(struct mk_store_body *w);
 
+/* ---- pool.c ---- */
+
+/* Mutex and conditions (at open; cannot fail but for resources: MK_EIO). */
+int mk__store_pool_init(struct mk_store *st);
+/* n workers (0: none), started by the first submit; none pending. */
+void mk__store_pool_start(struct mk_store *st, unsigned n);
+/* Finishes every queued job, joins the workers and reaps every body. */
+void mk__store_pool_stop(struct mk_store *st);
+/* Frees the mutex, conditions and the caller's deflate state. */
+void mk__store_pool_cleanup(struct mk_store *st);
+/* A finished small body (raw bytes in w->raw): compresses it inline
+ * (no workers) or queues it, waiting or helping while the queue is full.
+ * Sets codec/mem/stored_size (now or when reaped). */
+void mk__store_pool_submit(struct mk_store_body *w);
+/* Waits for w's job (helping if it is still queued) and reaps it. */
+void mk__store_pool_wait(struct mk_store_body *w);
+/* Reaps every body whose job is done (cheap; on the caller's thread). */
+void mk__store_pool_reap(struct mk_store *st);
+
+/* ---- pop3.c (issue 7): the POP3 UIDL table ---- */
+
+/* A new op at the end of the batch (batch.c's op_add, for pop3.c). */
+struct mk__store_op *mk__store_batch_op(struct mk_store_batch *b, uint8_t kind);
+/* Writes one UIDL entry inside the batch commit's transaction. */
+int mk__store_pop3_apply(struct mk_store *st, MDB_txn *txn, const struct mk_store_pop3 *rec);
+
 /* ---- migrate.c ---- */
 
 /* Brings a store at schema `from` (< current) up to date inside txn.
@@ -210,6 +310,14 @@ int mk__store_test_corrupt_chunk(struct mk_store *st, const uint8_t sha[MK_STORE
 int mk__store_test_set_schema(struct mk_store *st, uint32_t version);
 /* Refcount of a blob (MK_ENOTFOUND if none). */
 int mk__store_test_refcount(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], uint64_t *ref_r);
+/* Queue memory limit (0: the default) and pausing of the workers. */
+void mk__store_test_set_queue_max(struct mk_store *st, size_t bytes);
+void mk__store_test_pause(struct mk_store *st, bool paused);
+/* Jobs run, jobs run on the caller's thread, waits for queue space. */
+void mk__store_test_pool_stats(struct mk_store *st, uint64_t *jobs_r, uint64_t *helped_r, uint64_t *waits_r);
+/* SHA-256 of a blob's stored bytes (its chunks, in order) and their count. */
+int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
+				 uint8_t digest_r[MK_STORE_SHA_LEN], uint64_t *stored_r);
 /* Codec and chunk count of a blob. */
 int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int *codec_r,
 			     uint32_t *n_chunks_r);

@@ -26,6 +26,7 @@ enum sess_phase {
 
 struct mk_imap_session {
 	struct mk_conn *conn;
+	uv_loop_t *loop;
 	struct mk_imap_client core;
 	struct mk_imap_session_cbs cbs;
 	void *ud;
@@ -227,6 +228,7 @@ int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *op
 	s->cbs = *cbs;
 	s->ud = ud;
 	s->starttls = !opts->conn.implicit_tls;
+	s->loop = loop;
 	s->trace = opts->trace;
 	s->log.account = opts->conn.log_account;
 	s->log.conn_id = opts->conn.id;
@@ -265,6 +267,11 @@ bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap)
 	return mk_imap_client_has_cap(&s->core, cap);
 }
 
+bool mk_imap_session_caps_known(const struct mk_imap_session *s)
+{
+	return s->core.caps_known;
+}
+
 void mk_imap_session_close(struct mk_imap_session *s)
 {
 	if (s->closing)
@@ -281,4 +288,17 @@ void mk_imap_session_abort(struct mk_imap_session *s, int err, const char *msg)
 struct mk_conn *mk_imap_session_conn(struct mk_imap_session *s)
 {
 	return s->conn;
+}
+
+void mk_imap_session_idle_done(struct mk_imap_session *s)
+{
+	if (s->closing)
+		return;
+	mk_imap_client_idle_done(&s->core);
+	flush(s);
+}
+
+uv_loop_t *mk_imap_session_loop(struct mk_imap_session *s)
+{
+	return s->loop;
 }

@@ -36,10 +36,15 @@ int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *op
 /* Returns: 0, MK_ESTATE, MK_ETOOBIG (see mk_imap_client_submit). */
 int mk_imap_session_submit(struct mk_imap_session *s, const struct mk_imap_cmd *cmd, unsigned *tag_r);
 bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap);
+/* False after login until the capabilities were read again. */
+bool mk_imap_session_caps_known(const struct mk_imap_session *s);
 /* Closes now (no LOGOUT); on_close(0). */
 void mk_imap_session_close(struct mk_imap_session *s);
 /* Fails the session with the owner's reason; on_close(err, msg). */
 void mk_imap_session_abort(struct mk_imap_session *s, int err, const char *msg);
 struct mk_conn *mk_imap_session_conn(struct mk_imap_session *s);
+/* Ends an IDLE (sends DONE) and flushes. */
+void mk_imap_session_idle_done(struct mk_imap_session *s);
+uv_loop_t *mk_imap_session_loop(struct mk_imap_session *s);
 
 #endif

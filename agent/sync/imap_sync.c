@@ -18,6 +18,7 @@
 #include "mk_log.h"
 #include "mk_store.h"
 #include "mk_str.h"
+#include "mk_timer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,14 +67,20 @@ enum wstate {
 	W_FETCH,
 	W_LOGOUT,
 	W_CLOSED,
+	W_IDLE,    /* IDLE sent; waiting for news or the refresh */
+	W_BACKOFF, /* connection lost; a timer restarts it */
 };
+
+static const char *const wstate_names[] = {"connecting", "logging in", "listing", "ready", "opening folder",
+					   "listing UIDs",  "fetching",   "logging out", "closed", "idle",
+					   "backoff"};
 
 struct worker {
 	struct mk_sync *s;
 	struct mk_imap_session *sess;
 	unsigned id;
 	enum wstate st;
-	unsigned tag_capa, tag_login, tag_list, tag_examine, tag_uids, tag_logout;
+	unsigned tag_capa, tag_capa2, tag_login, tag_list, tag_examine, tag_uids, tag_logout;
 	unsigned fetch_in_flight;
 	bool list_done, logged_in;
 	struct job *job;
@@ -91,6 +98,19 @@ struct worker {
 	struct mk_store_body *body;
 	int64_t batch_started_ms;
 	uint64_t job_done;
+	/* watch mode */
+	struct job *watch;       /* the folder this connection keeps in IDLE */
+	bool watch_synced;       /* it has been synced once on this connection */
+	unsigned tag_idle;
+	bool dirty_exists;       /* EXISTS seen: new mail to fetch */
+	bool dirty_other;        /* EXPUNGE or FETCH seen: full rescan */
+	bool fast;               /* fetching only UIDs above the stored ones */
+	uint32_t fast_last_uid;
+	int64_t exists_ms;       /* when the first unhandled EXISTS arrived */
+	struct mk_timer *timer;  /* IDLE refresh, or backoff restart */
+	unsigned backoff_ms;
+	int64_t state_since, retry_at;
+	char last_error[200];
 };
 
 struct mk_sync {
@@ -106,7 +126,7 @@ struct mk_sync {
 	char **listed; /* every name LIST returned, selected or not */
 	size_t n_listed;
 	struct mk_sync_result res;
-	bool cancelled, finished;
+	bool cancelled, finished, synced_once;
 	int last_err;
 	char last_error[400];
 };
@@ -138,6 +158,8 @@ static const char *acct_name(const struct mk_sync *s)
 
 static void start_worker(struct mk_sync *s);
 static void next_job(struct worker *w);
+static void restart_cb(void *ud, bool cancelled);
+static int connect_worker(struct worker *w);
 static void fetch_more(struct worker *w);
 
 static void folder_fail(struct worker *w, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -227,6 +249,11 @@ static void finish_job(struct worker *w)
 		s->res.folders_ok++;
 	else
 		s->res.folders_failed++;
+	if (!s->synced_once && s->res.folders_ok + s->res.folders_failed >= s->n_jobs) {
+		s->synced_once = true;
+		if (s->o.on_synced != NULL)
+			s->o.on_synced(s->o.ud, acct_name(s));
+	}
 	if (s->o.on_folder != NULL)
 		s->o.on_folder(s->o.ud, acct_name(s), j->res);
 	w->job = NULL;
@@ -367,7 +394,8 @@ static int diff_and_plan(struct worker *w)
 		st_list_free(&st);
 		return r;
 	}
-	qsort(w->srv, w->n_srv, sizeof(*w->srv), cmp_srv);
+	if (w->n_srv > 1)
+		qsort(w->srv, w->n_srv, sizeof(*w->srv), cmp_srv);
 	w->todo = mk_xcalloc(w->n_srv ? w->n_srv : 1, sizeof(*w->todo));
 	w->todo_done = mk_xcalloc(w->n_srv ? w->n_srv : 1, sizeof(*w->todo_done));
 	size_t i = 0, j = 0;
@@ -434,7 +462,8 @@ static int compare_only(struct worker *w)
 		st_list_free(&st);
 		return r;
 	}
-	qsort(w->srv, w->n_srv, sizeof(*w->srv), cmp_srv);
+	if (w->n_srv > 1)
+		qsort(w->srv, w->n_srv, sizeof(*w->srv), cmp_srv);
 	res->server_count = w->n_srv;
 	size_t i = 0, j = 0;
 	while (i < w->n_srv || j < st.n) {
@@ -522,8 +551,14 @@ static void on_fetch(struct worker *w, const struct mk_imap_event *ev)
 	}
 	if (w->st != W_FETCH)
 		return;
-	size_t idx;
-	bool wanted = f->has_uid && todo_find(w, f->uid, &idx) && !w->todo_done[idx];
+	size_t idx = 0;
+	bool wanted;
+	if (w->fast)
+		/* UIDs only grow: anything above what we have is new (Exchange
+		 * answers "N:*" with the last UID even when it is old) */
+		wanted = f->has_uid && f->uid > w->fast_last_uid;
+	else
+		wanted = f->has_uid && todo_find(w, f->uid, &idx) && !w->todo_done[idx];
 	if (!f->has_body) {
 		if (w->body != NULL) {
 			mk_store_body_abort(w->body);
@@ -564,7 +599,10 @@ static void on_fetch(struct worker *w, const struct mk_imap_event *ev)
 	r = mk_store_batch_put_message(w->batch, &m);
 	if (r < 0)
 		goto store_error;
-	w->todo_done[idx] = true;
+	if (w->fast)
+		w->fast_last_uid = f->uid;
+	else
+		w->todo_done[idx] = true;
 	if (f->uid > w->pending_high)
 		w->pending_high = f->uid;
 	w->job->res->new_messages++;
@@ -617,9 +655,56 @@ static void start_folder(struct worker *w)
 	w->st = W_EXAMINE;
 }
 
+static void start_idle(struct worker *w);
+static void run_watch_folder(struct worker *w);
+
+static bool idle_wanted(const struct mk_sync *s, const struct job *j)
+{
+	return mk_config_folder_match(s->o.acct->idle, j->name, j->delim);
+}
+
+/* Watch mode: a connection with nothing left to sync takes a folder to
+ * keep in IDLE, if one is unclaimed. */
+static struct job *claim_watch(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		struct job *j = &s->jobs[i];
+		if (!idle_wanted(s, j))
+			continue;
+		bool taken = false;
+		for (unsigned k = 0; k < s->n_workers; k++)
+			if (s->workers[k].watch == j)
+				taken = true;
+		if (!taken)
+			return j;
+	}
+	return NULL;
+}
+
 static void next_job(struct worker *w)
 {
 	struct mk_sync *s = w->s;
+	if (!s->cancelled && s->next_job >= s->n_jobs && s->o.watch && w->st != W_LOGOUT && w->st != W_CLOSED) {
+		if (w->watch == NULL)
+			w->watch = claim_watch(w);
+		if (w->watch != NULL) {
+			if (!mk_imap_session_has_cap(w->sess, "IDLE")) {
+				mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL,
+				       "account %s: the server does not offer IDLE; %s is polled instead",
+				       acct_name(s), w->watch->name);
+				w->watch = NULL;
+			} else if (!w->watch_synced) {
+				/* sync it on this connection first: the state it idles on */
+				w->watch_synced = true;
+				run_watch_folder(w);
+				return;
+			} else {
+				start_idle(w);
+				return;
+			}
+		}
+	}
 	if (s->cancelled || s->next_job >= s->n_jobs) {
 		if (w->st != W_LOGOUT && w->st != W_CLOSED) {
 			struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LOGOUT};
@@ -634,11 +719,81 @@ static void next_job(struct worker *w)
 	start_folder(w);
 }
 
+static void idle_timer_cb(void *ud, bool cancelled)
+{
+	struct worker *w = ud;
+	if (cancelled)
+		return;
+	w->timer = NULL;
+	/* refresh: leave IDLE; its tagged OK re-enters it (or, if the
+	 * connection is dead, the read timeout closes it) */
+	if (w->st == W_IDLE && w->sess != NULL)
+		mk_imap_session_idle_done(w->sess);
+}
+
+static void start_idle(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_IDLE};
+	if (mk_imap_session_submit(w->sess, &cmd, &w->tag_idle) < 0) {
+		mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send IDLE");
+		return;
+	}
+	w->st = W_IDLE;
+	w->state_since = wall_s();
+	w->backoff_ms = 1000; /* the connection works: next failure starts over */
+	mk_timer_cancel(&w->timer);
+	if (mk_timer_start(s->o.loop, s->o.acct->idle_refresh_s * 1000, idle_timer_cb, w, &w->timer) < 0)
+		w->timer = NULL;
+}
+
+/* Re-sync the watched folder: the fast way (only UIDs above what is
+ * stored) when the server announced new mail and nothing else, else the
+ * full way (UID list, flags, expunges). */
+static void run_watch_folder(struct worker *w)
+{
+	w->job = w->watch;
+	/* each push is reported on its own */
+	struct mk_sync_folder_result *fr = w->job->res;
+	fr->err = 0;
+	fr->error[0] = '\0';
+	fr->new_messages = fr->new_bytes = fr->flag_updates = fr->gone = fr->no_body = 0;
+	fr->uidvalidity_changed = false;
+	bool fast = w->dirty_exists && !w->dirty_other && w->mb.id != 0 && w->uidvalidity != 0;
+	w->dirty_exists = w->dirty_other = false;
+	if (!fast) {
+		start_folder(w);
+		return;
+	}
+	/* still selected (EXAMINE); fetch everything above the highest stored UID */
+	struct mk_sync *s = w->s;
+	if (w->batch == NULL)
+		w->batch = mk_store_batch_new(s->o.store);
+	w->batch_started_ms = now_ms();
+	w->fast = true;
+	w->fast_last_uid = w->mb.highest_uid;
+	w->job_done = 0;
+	char set[32];
+	snprintf(set, sizeof(set), "%u:*", w->mb.highest_uid + 1);
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_UID_FETCH,
+				  .a = set,
+				  .b = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"};
+	unsigned tag;
+	if (mk_imap_session_submit(w->sess, &cmd, &tag) < 0) {
+		mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send UID FETCH");
+		return;
+	}
+	w->st = W_FETCH;
+	w->fetch_in_flight = 1;
+}
+
 static int add_job(struct mk_sync *s, const struct mk_imap_list *l)
 {
 	if (l->noselect)
 		return 0;
 	if (!mk_config_folder_match(s->o.acct->folders, l->name, l->delimiter))
+		return 0;
+	if (s->o.skip_idle && mk_config_folder_match(s->o.acct->idle, l->name, l->delimiter))
 		return 0;
 	if (s->n_jobs >= 100000)
 		return MK_ETOOBIG;
@@ -663,7 +818,8 @@ static int cmp_job(const void *a, const void *b)
 static void list_done(struct worker *w)
 {
 	struct mk_sync *s = w->s;
-	qsort(s->jobs, s->n_jobs, sizeof(*s->jobs), cmp_job);
+	if (s->n_jobs > 1)
+		qsort(s->jobs, s->n_jobs, sizeof(*s->jobs), cmp_job);
 	s->res.folders = mk_xcalloc(s->n_jobs ? s->n_jobs : 1, sizeof(*s->res.folders));
 	s->res.n_folders = s->n_jobs;
 	for (size_t i = 0; i < s->n_jobs; i++) {
@@ -673,10 +829,27 @@ static void list_done(struct worker *w)
 	/* Folders no longer on the server keep their records; mark them. */
 	/* (done by mark_unlisted below) */
 	w->list_done = true;
+	if (s->n_jobs == 0 && !s->synced_once) {
+		s->synced_once = true;
+		if (s->o.on_synced != NULL)
+			s->o.on_synced(s->o.ud, acct_name(s));
+	}
 	/* more connections, one per folder, up to the budget */
 	unsigned want = s->max_workers;
 	if (want > s->n_jobs)
 		want = (unsigned)s->n_jobs;
+	if (s->o.watch) {
+		unsigned n_idle = 0;
+		for (size_t i = 0; i < s->n_jobs; i++)
+			n_idle += idle_wanted(s, &s->jobs[i]);
+		if (n_idle > s->max_workers)
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL,
+			       "account %s: %u folders to watch with IDLE but max_connections = %u; the rest are "
+			       "polled every %u s",
+			       acct_name(s), n_idle, s->max_workers, s->o.acct->poll_interval_s);
+		if (want < n_idle)
+			want = n_idle < s->max_workers ? n_idle : s->max_workers;
+	}
 	while (s->n_workers < want)
 		start_worker(s);
 	w->st = W_READY;
@@ -703,6 +876,9 @@ static int mark_unlisted(struct unlisted_ctx *u, const struct mk_store_mailbox *
 {
 	struct mk_sync *s = u->s;
 	if (mb->gone)
+		return 0;
+	/* the POP3 download's folder is not an IMAP folder */
+	if (strcmp(mb->name, MK_STORE_POP3_FOLDER) == 0 && s->o.acct->fetch != MK_CONFIG_FETCH_IMAP)
 		return 0;
 	for (size_t i = 0; i < s->n_jobs; i++)
 		if (strcmp(s->jobs[i].name, mb->name) == 0)
@@ -732,6 +908,20 @@ static void on_ready(struct mk_imap_session *sess, void *ud)
 		mk_imap_session_abort(sess, MK_EPROTO, "cannot send CAPABILITY");
 }
 
+static void after_login(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	if (w->id == 1 && s->res.folders == NULL) {
+		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LIST, .a = "", .b = "*"};
+		w->st = W_LIST;
+		if (mk_imap_session_submit(w->sess, &cmd, &w->tag_list) < 0)
+			mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send LIST");
+	} else {
+		w->st = W_READY;
+		next_job(w);
+	}
+}
+
 static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 {
 	struct mk_sync *s = w->s;
@@ -753,15 +943,18 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 			return;
 		}
 		w->logged_in = true;
-		if (w->id == 1) {
-			struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LIST, .a = "", .b = "*"};
-			w->st = W_LIST;
-			if (mk_imap_session_submit(w->sess, &cmd, &w->tag_list) < 0)
-				mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send LIST");
-		} else {
-			w->st = W_READY;
-			next_job(w);
+		if (!mk_imap_session_caps_known(w->sess)) {
+			/* capabilities change at login (IDLE, MOVE...): ask again */
+			struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_CAPABILITY};
+			if (mk_imap_session_submit(w->sess, &cmd, &w->tag_capa2) < 0)
+				mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send CAPABILITY");
+			return;
 		}
+		after_login(w);
+		return;
+	}
+	if (ev->tag == w->tag_capa2 && w->tag_capa2 != 0) {
+		after_login(w);
 		return;
 	}
 	if (ev->tag == w->tag_list && w->st == W_LIST) {
@@ -862,6 +1055,41 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		fetch_more(w);
 		return;
 	}
+	if (w->st == W_IDLE && ev->tag == w->tag_idle) {
+		mk_timer_cancel(&w->timer);
+		if (ev->status != MK_IMAP_OK) {
+			snprintf(msg, sizeof(msg), "IDLE refused: %s %s", mk_imap_status_name(ev->status), ev->text);
+			mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+			return;
+		}
+		if (w->dirty_exists || w->dirty_other)
+			run_watch_folder(w);
+		else
+			start_idle(w); /* a refresh */
+		return;
+	}
+	if (w->st == W_FETCH && w->fast && w->fetch_in_flight > 0) {
+		w->fetch_in_flight = 0;
+		w->fast = false;
+		if (w->body != NULL) {
+			mk_store_body_abort(w->body);
+			w->body = NULL;
+		}
+		if (ev->status != MK_IMAP_OK) {
+			folder_fail(w, MK_ESERVER, "UID FETCH failed: %s %s", mk_imap_status_name(ev->status),
+				    ev->text);
+			w->dirty_other = true; /* next time the full way */
+		}
+		uint64_t n = w->job->res->new_messages;
+		int64_t t0 = w->exists_ms;
+		finish_job(w);
+		if (s->o.on_push != NULL && w->job_done > 0)
+			s->o.on_push(s->o.ud, acct_name(s), w->watch->name, w->job_done, t0 ? (double)(now_ms() - t0) : 0);
+		(void)n;
+		w->exists_ms = 0;
+		next_job(w);
+		return;
+	}
 	if (w->st == W_FETCH && w->fetch_in_flight > 0) {
 		w->fetch_in_flight--;
 		if (ev->status != MK_IMAP_OK)
@@ -890,7 +1118,7 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		}
 		return;
 	}
-	if (ev->tag == w->tag_logout)
+	if (ev->tag == w->tag_logout && w->tag_logout != 0)
 		mk_imap_session_close(w->sess);
 }
 
@@ -911,6 +1139,23 @@ static void on_event(struct mk_imap_session *sess, const struct mk_imap_event *e
 		}
 		return;
 	case MK_IMAP_EV_UNTAGGED:
+		if (w->watch != NULL && w->st != W_EXAMINE && ev->args != NULL && ev->args->n >= 2) {
+			/* news on a watched folder */
+			bool exists = mk_imap_arg_eq(&ev->args->a[1], "EXISTS");
+			bool expunge = mk_imap_arg_eq(&ev->args->a[1], "EXPUNGE");
+			if (exists || expunge) {
+				if (exists) {
+					if (!w->dirty_exists)
+						w->exists_ms = now_ms();
+					w->dirty_exists = true;
+				} else {
+					w->dirty_other = true;
+				}
+				if (w->st == W_IDLE)
+					mk_imap_session_idle_done(sess);
+				return;
+			}
+		}
 		if (w->st == W_EXAMINE && ev->args != NULL && ev->args->n >= 2 &&
 		    mk_imap_arg_eq(&ev->args->a[1], "EXISTS")) {
 			char num[16];
@@ -944,6 +1189,12 @@ static void on_event(struct mk_imap_session *sess, const struct mk_imap_event *e
 		}
 		return;
 	case MK_IMAP_EV_FETCH:
+		if (w->st == W_IDLE) {
+			/* a flag change announced during IDLE */
+			w->dirty_other = true;
+			mk_imap_session_idle_done(sess);
+			return;
+		}
 		on_fetch(w, ev);
 		return;
 	case MK_IMAP_EV_TAGGED:
@@ -1017,10 +1268,54 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 			       acct_name(s), w->id, msg);
 		}
 	}
+	mk_timer_cancel(&w->timer);
+	if (err != 0)
+		mk_strlcpy(w->last_error, msg, sizeof(w->last_error));
+	bool auth_failed = err == MK_EAUTH;
+	bool meant = w->st == W_LOGOUT && err == 0; /* we logged out: nothing to watch here */
+	if (s->o.watch && !s->cancelled && !auth_failed && !meant) {
+		/* reconnect with exponential backoff and jitter: 1 s doubling
+		 * to 5 min; the worker keeps its watched folder */
+		unsigned jitter = w->backoff_ms / 4 ? (unsigned)(now_ms() % (w->backoff_ms / 4 + 1)) : 0;
+		unsigned delay = w->backoff_ms - w->backoff_ms / 8 + jitter;
+		w->st = W_BACKOFF;
+		w->state_since = wall_s();
+		w->retry_at = wall_s() + delay / 1000;
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: connection %u lost (%s); reconnecting in %.1f s",
+		       acct_name(s), w->id, err ? msg : "closed", delay / 1000.0);
+		w->backoff_ms = w->backoff_ms >= 150000 ? 300000 : w->backoff_ms * 2;
+		w->watch_synced = false;
+		if (mk_timer_start(s->o.loop, delay, restart_cb, w, &w->timer) == 0)
+			return; /* still counted live */
+	}
+	if (auth_failed && s->res.err == 0) {
+		s->res.err = err;
+		mk_strlcpy(s->res.error, msg, sizeof(s->res.error));
+	}
+	if (auth_failed && s->o.watch)
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL,
+		       "account %s: %s; this account stops until the configuration is reloaded", acct_name(s), msg);
 	w->st = W_CLOSED;
 	s->live_workers--;
 	maybe_done(s);
 }
+
+static void restart_cb(void *ud, bool cancelled)
+{
+	struct worker *w = ud;
+	struct mk_sync *s = w->s;
+	w->timer = NULL;
+	if (!cancelled && !s->cancelled) {
+		w->list_done = w->id != 1 || s->res.folders != NULL;
+		if (connect_worker(w) == 0)
+			return;
+	}
+	w->st = W_CLOSED;
+	s->live_workers--;
+	maybe_done(s);
+}
+
+static int connect_worker(struct worker *w);
 
 static void start_worker(struct mk_sync *s)
 {
@@ -1030,25 +1325,8 @@ static void start_worker(struct mk_sync *s)
 	memset(w, 0, sizeof(*w));
 	w->s = s;
 	w->id = ++s->n_workers;
-	const struct mk_config_account *a = s->o.acct;
-	struct mk_imap_session_opts so = {
-		.conn =
-			{
-				.host = a->imap.host,
-				.port = a->imap.port,
-				.implicit_tls = a->imap.tls == MK_CONFIG_TLS_IMPLICIT,
-				.tls_ctx = s->o.tls_ctx,
-				.tls_fingerprint = a->tls_fingerprint,
-				.connect_timeout_ms = a->timeout_s * 1000,
-				.handshake_timeout_ms = a->timeout_s * 1000,
-				.idle_timeout_ms = a->timeout_s * 1000 * 4,
-				.id = w->id,
-				.log_account = a->name,
-			},
-		.trace = s->o.trace,
-	};
-	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close};
-	int r = mk_imap_session_start(s->o.loop, &so, &cbs, w, &w->sess);
+	w->backoff_ms = 1000;
+	int r = connect_worker(w);
 	if (r < 0) {
 		s->n_workers--;
 		s->last_err = r;
@@ -1060,6 +1338,43 @@ static void start_worker(struct mk_sync *s)
 		return;
 	}
 	s->live_workers++;
+}
+
+static int connect_worker(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	const struct mk_config_account *a = s->o.acct;
+	/* an IDLE connection is silent for idle_refresh; it is dead when the
+	 * refresh gets no answer within `timeout` */
+	unsigned idle_ms = a->timeout_s * 1000 * 4;
+	if (s->o.watch && (a->idle_refresh_s + a->timeout_s) * 1000 > idle_ms)
+		idle_ms = (a->idle_refresh_s + a->timeout_s) * 1000;
+	struct mk_imap_session_opts so = {
+		.conn =
+			{
+				.host = a->imap.host,
+				.port = a->imap.port,
+				.implicit_tls = a->imap.tls == MK_CONFIG_TLS_IMPLICIT,
+				.tls_ctx = s->o.tls_ctx,
+				.tls_fingerprint = a->tls_fingerprint,
+				.connect_timeout_ms = a->timeout_s * 1000,
+				.handshake_timeout_ms = a->timeout_s * 1000,
+				.idle_timeout_ms = idle_ms,
+				.id = w->id,
+				.log_account = a->name,
+			},
+		.trace = s->o.trace,
+	};
+	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close};
+	/* a new session numbers its tags from 1 again */
+	w->tag_capa = w->tag_capa2 = w->tag_login = w->tag_list = w->tag_examine = w->tag_uids = w->tag_logout =
+		w->tag_idle = 0;
+	w->fetch_in_flight = 0;
+	w->fast = false;
+	w->st = W_CONNECTING;
+	w->state_since = wall_s();
+	w->logged_in = false;
+	return mk_imap_session_start(s->o.loop, &so, &cbs, w, &w->sess);
 }
 
 int mk_sync_start(const struct mk_sync_opts *opts, void (*done)(void *ud, struct mk_sync *s), void *ud,
@@ -1098,14 +1413,57 @@ const struct mk_sync_result *mk_sync_result(const struct mk_sync *s)
 
 void mk_sync_cancel(struct mk_sync *s)
 {
+	s->cancelled = true;
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		if (w->timer != NULL)
+			mk_timer_cancel(&w->timer); /* a pending restart ends */
+		if (w->sess != NULL)
+			mk_imap_session_abort(w->sess, MK_ECANCELED, s->res.error[0] ? s->res.error : "cancelled");
+	}
+}
+
+void mk_sync_stop(struct mk_sync *s)
+{
 	if (s->cancelled)
 		return;
 	s->cancelled = true;
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		struct worker *w = &s->workers[i];
-		if (w->sess != NULL)
-			mk_imap_session_abort(w->sess, MK_ECANCELED, s->res.error[0] ? s->res.error : "cancelled");
+		if (w->timer != NULL)
+			mk_timer_cancel(&w->timer);
+		if (w->sess == NULL || w->st == W_LOGOUT)
+			continue;
+		/* keep every complete message received so far */
+		if (w->body != NULL) {
+			mk_store_body_abort(w->body);
+			w->body = NULL;
+		}
+		if (w->job != NULL && w->batch != NULL && !s->o.verify_server)
+			(void)commit(w, false);
+		/* DONE (if idling) and LOGOUT; the server's answer closes it */
+		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LOGOUT};
+		if (mk_imap_session_submit(w->sess, &cmd, &w->tag_logout) < 0)
+			mk_imap_session_close(w->sess);
+		else
+			w->st = W_LOGOUT;
 	}
+}
+
+size_t mk_sync_status(const struct mk_sync *s, struct mk_sync_conn_status *out, size_t max)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < s->n_workers && n < max; i++) {
+		const struct worker *w = &s->workers[i];
+		struct mk_sync_conn_status *o = &out[n++];
+		o->id = w->id;
+		o->folder = w->job ? w->job->name : (w->watch ? w->watch->name : NULL);
+		o->state = wstate_names[w->st];
+		o->since = w->state_since;
+		o->retry_at = w->st == W_BACKOFF ? w->retry_at : 0;
+		o->last_error = w->last_error[0] ? w->last_error : NULL;
+	}
+	return n;
 }
 
 void mk_sync_free(struct mk_sync **sp)

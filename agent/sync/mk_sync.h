@@ -56,6 +56,19 @@ struct mk_sync_opts {
 	/* compare the store with the server (UID lists, flags, sizes) and
 	 * change nothing: no fetch, no store writes */
 	bool verify_server;
+	/* agent mode: after the sync, folders matching the account's `idle`
+	 * patterns stay open in IMAP IDLE (one connection each); new mail is
+	 * fetched as it is announced; lost connections are re-established with
+	 * backoff. `done` runs only after mk_sync_cancel(). */
+	bool watch;
+	/* skip folders matching the account's `idle` patterns (the agent's
+	 * periodic poll of the other folders) */
+	bool skip_idle;
+	/* every folder has been synced once (agent mode: before IDLE begins) */
+	void (*on_synced)(void *ud, const char *account);
+	/* a pushed message was stored: ms from the server's EXISTS to the
+	 * durable commit (for the push-latency metric); may be NULL */
+	void (*on_push)(void *ud, const char *account, const char *folder, uint64_t messages, double exists_to_commit_ms);
 	/* progress: called after each message and folder; may be NULL */
 	void (*on_progress)(void *ud, const char *account, const char *folder, uint64_t done, uint64_t total,
 			    uint64_t bytes);
@@ -70,8 +83,23 @@ struct mk_sync_opts {
 int mk_sync_start(const struct mk_sync_opts *opts, void (*done)(void *ud, struct mk_sync *s), void *ud,
 		  struct mk_sync **s_r);
 const struct mk_sync_result *mk_sync_result(const struct mk_sync *s);
-/* Stops every session (cancel): done runs with MK_ECANCELED. */
+
+/* Agent status, one line per connection, for `mailkeep status`. */
+struct mk_sync_conn_status {
+	unsigned id;
+	const char *folder; /* NULL while not on a folder */
+	const char *state;  /* "connecting", "syncing", "idle", "backoff", "closed" */
+	int64_t since;      /* unix seconds of the last state change */
+	int64_t retry_at;   /* backoff: unix seconds of the next attempt */
+	const char *last_error;
+};
+size_t mk_sync_status(const struct mk_sync *s, struct mk_sync_conn_status *out, size_t max);
+/* Stops every session now (no LOGOUT); done runs. */
 void mk_sync_cancel(struct mk_sync *s);
+/* Graceful stop: commits the complete messages already received, sends
+ * DONE + LOGOUT on every connection and lets the server close them; done
+ * runs when all are closed (call mk_sync_cancel() if that takes too long). */
+void mk_sync_stop(struct mk_sync *s);
 void mk_sync_free(struct mk_sync **s);
 
 #endif

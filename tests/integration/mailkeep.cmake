@@ -33,3 +33,16 @@ endif()
 add_test(NAME sync_hostile_server
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_hostile.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(sync_hostile_server PROPERTIES LABELS integration TIMEOUT 600)
+
+# POP3 fetch (issue 7): Dovecot (implicit TLS and STLS), delete policies,
+# crash points (MK_TEST_HOOKS), and tests/integration/hostile_pop3.py.
+if(MK_TEST_HOOKS)
+  add_test(NAME pop3_against_dovecot
+           COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_pop3.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(pop3_against_dovecot PROPERTIES LABELS "integration;crash" TIMEOUT 900)
+endif()
+
+# the agent: IDLE push, black hole, server restart, SIGHUP, SIGTERM
+add_test(NAME agent_run
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_run.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+set_tests_properties(agent_run PROPERTIES LABELS integration TIMEOUT 600)

@@ -491,6 +491,7 @@ static void test_dump(void **state)
 				  "  smtp      smtp-mail.outlook.com:587 STARTTLS\n"
 				  "  folders   *\n"
 				  "  timeout   30 s, 4 connections at most\n"
+				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
 				  "account box (line 7)\n"
 				  "  provider  custom\n"
 				  "  email     me@example.org\n"
@@ -504,6 +505,7 @@ static void test_dump(void **state)
 				  "  tls_fingerprint sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
 				  "  folders   *\n"
 				  "  timeout   30 s, 4 connections at most\n"
+				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
 				  "account cmd (line 14)\n"
 				  "  provider  custom\n"
 				  "  email     c@example.org\n"
@@ -514,7 +516,8 @@ static void test_dump(void **state)
 				  "  pop3      pop.example.org:995 implicit TLS\n"
 				  "  smtp      none\n"
 				  "  folders   *\n"
-				  "  timeout   30 s, 4 connections at most\n");
+				  "  timeout   30 s, 4 connections at most\n"
+				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n");
 	assert_null(strstr(dump, SECRET));
 	mk_free(dump);
 	mk_config_free(&cfg);
@@ -1264,6 +1267,44 @@ static void test_secret_cmd_timeout(void **state)
 	assert_int_equal(mk__config_cmd_timeout_ms(), MK_LIMIT_CMD_TIMEOUT_MS);
 }
 
+/* issue 7: fetch and pop3_delete */
+static void test_fetch_pop3_delete(void **state)
+{
+	(void)state;
+	struct mk_config *cfg = parse_ok("[account a]\nemail = a@example.org\npassword = x\npop3_host = pop.example.org\n"
+					 "imap_host = imap.example.org\n"
+					 "[account b]\nemail = b@example.org\npassword = x\npop3_host = pop.example.org\n"
+					 "fetch = pop3\npop3_delete = after_days 30\n"
+					 "[account c]\nemail = c@example.org\npassword = x\nprovider = outlook\nauth = plain\n"
+					 "fetch = both\npop3_delete = after_store\n");
+	assert_int_equal(cfg->accounts[0].fetch, MK_CONFIG_FETCH_IMAP);
+	assert_int_equal(cfg->accounts[0].pop3_delete, MK_CONFIG_POP3_DELETE_NEVER);
+	assert_int_equal(cfg->accounts[1].fetch, MK_CONFIG_FETCH_POP3);
+	assert_int_equal(cfg->accounts[1].pop3_delete, MK_CONFIG_POP3_DELETE_AFTER_DAYS);
+	assert_int_equal(cfg->accounts[1].pop3_delete_days, 30);
+	assert_int_equal(cfg->accounts[2].fetch, MK_CONFIG_FETCH_BOTH);
+	assert_int_equal(cfg->accounts[2].pop3_delete, MK_CONFIG_POP3_DELETE_AFTER_STORE);
+	char *dump = dump_to_string(cfg);
+	assert_non_null(strstr(dump, "  fetch     pop3\n  pop3_delete after_days 30\n"));
+	assert_non_null(strstr(dump, "  fetch     both\n  pop3_delete after_store\n"));
+	mk_free(dump);
+	mk_config_free(&cfg);
+	assert_parse_error("[account a]\nemail = a@example.org\npassword = x\npop3_host = p.example.org\nfetch = pop\n",
+			   NAME ":5: bad fetch \"pop\": expected imap, pop3 or both (did you mean \"pop3\"?)");
+	assert_parse_error("[account a]\nemail = a@example.org\npassword = x\npop3_host = p.example.org\n"
+			   "pop3_delete = after_days\n",
+			   NAME ":5: bad pop3_delete \"after_days\": after_days needs a number of days from 0 to 36500, as "
+				"in \"after_days 30\"");
+	assert_parse_error("[account a]\nemail = a@example.org\npassword = x\npop3_host = p.example.org\n"
+			   "pop3_delete = always\n",
+			   NAME ":5: bad pop3_delete \"always\": expected never, after_store or after_days N");
+	assert_parse_error("[account a]\nemail = a@example.org\npassword = x\nimap_host = i.example.org\nfetch = pop3\n",
+			   NAME ":5: fetch = pop3 but account \"a\" has no POP3 server; add pop3_host (or set provider = "
+				"outlook or office365)");
+	assert_parse_error("[account a]\nemail = a@example.org\npassword = x\npop3_host = p.example.org\nfetch = both\n",
+			   NAME ":5: fetch = both but account \"a\" has no IMAP server; add imap_host, or set fetch = pop3");
+}
+
 static void test_folders_key(void **state)
 {
 	assert_true(mk_config_folder_match("*", "Sent Items", '/'));
@@ -1295,13 +1336,30 @@ static void test_folders_key(void **state)
 	assert_int_equal(cfg->accounts[0].timeout_s, 5);
 	assert_int_equal(cfg->accounts[0].max_connections, 2);
 	assert_string_equal(cfg->accounts[0].folders, "* !Calendar*");
+	assert_string_equal(cfg->accounts[0].idle, "INBOX");
+	assert_int_equal(cfg->accounts[0].poll_interval_s, 900);
 	mk_config_free(&cfg);
+	unsigned d;
+	assert_int_equal(mk_config_duration("15m", 1, 86400, &d), 0);
+	assert_int_equal(d, 900);
+	assert_int_equal(mk_config_duration("2h", 1, 86400, &d), 0);
+	assert_int_equal(d, 7200);
+	assert_int_equal(mk_config_duration("90", 1, 86400, &d), 0);
+	assert_int_equal(d, 90);
+	assert_int_equal(mk_config_duration("0s", 1, 86400, &d), MK_EINVAL);
+	assert_int_equal(mk_config_duration("5x", 1, 86400, &d), MK_EINVAL);
+	assert_int_equal(mk_config_duration("2d", 1, 86400, &d), MK_EINVAL);
+	const char *badd = "[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\npoll_interval = soon\n";
+	assert_int_equal(mk_config_parse(badd, strlen(badd), "t.conf", "/home/u", &cfg, &err), MK_ECONFIG);
+	assert_non_null(strstr(err, "t.conf:6: bad poll_interval \"soon\""));
+	mk_free(err);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_folders_key),
+		cmocka_unit_test(test_fetch_pop3_delete), /* issue 7 */
 		cmocka_unit_test(test_outlook_preset),
 		cmocka_unit_test(test_office365_preset),
 		cmocka_unit_test(test_custom_defaults),

@@ -441,6 +441,11 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 	ev->status = st;
 	split_code_text(c, rest + sl, rn - sl, ev);
 	drop_pending(c, idx);
+	if (c->idle_tag == tag) {
+		c->idle_tag = 0;
+		c->idling = false;
+		c->idle_done_sent = false;
+	}
 	/* A command that was waiting for "+" and got a final answer instead:
 	 * drop what it still held (it may be a password). */
 	if (c->held_tag == tag && c->out_ready < c->out.len)
@@ -786,6 +791,15 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 		int r;
 		if (line_end >= 1 && p[0] == '+' && (line_end == 1 || p[1] == ' ')) {
 			/* continuation request */
+			if (c->idle_tag != 0 && !c->idling && c->held_tag == 0) {
+				c->idling = true; /* "+ idling": IDLE accepted */
+				ev_r->kind = MK_IMAP_EV_CONTINUATION;
+				ev_r->tag = c->idle_tag;
+				ev_r->cmd = MK_IMAP_CMD_IDLE;
+				ev_r->text = copy_text(c, p + (line_end > 1 ? 2 : 1), line_end > 1 ? line_end - 2 : 0);
+				c->consume_next = (size_t)fl;
+				return 1;
+			}
 			if (c->held_tag != 0 && release_held(c)) {
 				c->in_off += (size_t)fl;
 				continue;
@@ -869,6 +883,10 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		return MK_ESTATE;
 	if (c->held_tag != 0)
 		return MK_ESTATE; /* one command waiting for "+" at a time */
+	if (cmd->kind == MK_IMAP_CMD_IDLE && c->idle_tag != 0)
+		return MK_ESTATE;
+	if (c->idle_tag != 0)
+		mk_imap_client_idle_done(c); /* RFC 2177: DONE before anything else */
 	unsigned tag = c->next_tag++;
 	size_t start = c->out.len;
 	bool sync = false;
@@ -885,6 +903,9 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		break;
 	case MK_IMAP_CMD_LOGOUT:
 		r = r ? r : mk_buf_append_str(&c->out, "LOGOUT\r\n");
+		break;
+	case MK_IMAP_CMD_IDLE:
+		r = r ? r : mk_buf_append_str(&c->out, "IDLE\r\n");
 		break;
 	case MK_IMAP_CMD_LOGIN:
 		r = r ? r : mk_buf_append_str(&c->out, "LOGIN ");
@@ -971,8 +992,29 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 	c->pending[c->n_pending].tag = tag;
 	c->pending[c->n_pending].kind = cmd->kind;
 	c->n_pending++;
+	if (cmd->kind == MK_IMAP_CMD_IDLE) {
+		c->idle_tag = tag;
+		c->idling = false;
+		c->idle_done_sent = false;
+	}
 	*tag_r = tag;
 	return 0;
+}
+
+void mk_imap_client_idle_done(struct mk_imap_client *c)
+{
+	if (c->idle_tag == 0 || c->idle_done_sent || c->state == MK_IMAP_STATE_FAILED)
+		return;
+	if (mk_buf_append_str(&c->out, "DONE\r\n") < 0)
+		return;
+	c->idle_done_sent = true;
+	if (c->held_tag == 0)
+		c->out_ready = c->out.len;
+}
+
+bool mk_imap_client_idling(const struct mk_imap_client *c)
+{
+	return c->idle_tag != 0 && !c->idle_done_sent;
 }
 
 struct mk_slice mk_imap_client_output(const struct mk_imap_client *c)

@@ -104,6 +104,7 @@ enum mk_imap_cmd_kind {
 	MK_IMAP_CMD_EXAMINE,   /* a: mailbox name in UTF-8 (encoded to modified UTF-7 here) */
 	MK_IMAP_CMD_SELECT,    /* a: mailbox name in UTF-8 */
 	MK_IMAP_CMD_UID_FETCH, /* a: sequence set ("1:*", "5,7:9"), b: items ("(UID FLAGS)") */
+	MK_IMAP_CMD_IDLE,      /* RFC 2177; ended by mk_imap_client_idle_done() or by the next command */
 };
 
 /* System flags, same bits as the store's (storage/mk_store.h). */
@@ -197,6 +198,9 @@ struct mk_imap_client {
 	unsigned held_tag; /* command whose output waits for "+" (0: none) */
 	bool held_sasl;    /* ... a SASL response (one line per "+") */
 	size_t consume_next; /* bytes of `in` the last event used */
+	unsigned idle_tag;   /* IDLE in progress (0: none) */
+	bool idling;         /* the server accepted it ("+") */
+	bool idle_done_sent;
 	char *list_raw, *list_name;
 	/* streaming a FETCH body literal */
 	uint64_t stream_left;  /* bytes of the current body literal still to come */
@@ -228,6 +232,12 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 struct mk_slice mk_imap_client_output(const struct mk_imap_client *c);
 /* `n` bytes were handed to the transport; they are wiped from memory. */
 void mk_imap_client_output_done(struct mk_imap_client *c, size_t n);
+
+/* Ends IDLE: queues "DONE" once (the tagged OK of IDLE follows). A
+ * command submitted during IDLE sends DONE first by itself. No-op when
+ * not idling. */
+void mk_imap_client_idle_done(struct mk_imap_client *c);
+bool mk_imap_client_idling(const struct mk_imap_client *c);
 
 /* The owner finished the TLS upgrade (or connected with implicit TLS). */
 void mk_imap_client_tls_started(struct mk_imap_client *c);

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli_run.c - `mailkeep run`: the agent. One libuv loop for every account:
+ * a full sync at start, then the folders matching `idle` stay open in
+ * IMAP IDLE (new mail is in the store within a second), the other folders
+ * are synced every `poll_interval`. Lost connections come back with
+ * backoff, per account; an authentication failure stops that account
+ * only, until the configuration is reloaded.
+ *
+ * Signals: SIGTERM/SIGINT commit what was received, send DONE + LOGOUT,
+ * close every handle and exit 0 (forced after 10 s). SIGHUP reloads the
+ * configuration: accounts whose settings did not change keep their
+ * connections; added, removed and changed accounts are started, stopped
+ * and restarted.
+ */
+#include "cli.h"
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "mk_log.h"
+#include "mk_store.h"
+#include "mk_sync.h"
+#include "mk_tls.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+struct agent;
+
+struct acct {
+	struct agent *ag;
+	struct mk_config_account *cfg; /* points into ag->cfg */
+	char *fingerprint;             /* the account's settings, to detect changes on reload */
+	struct mk_tls_ctx *tls;
+	char *secret;
+	struct mk_sync *watch;   /* the IDLE engine */
+	struct mk_sync *poll;    /* a periodic sync of the other folders, while it runs */
+	uv_timer_t poll_timer;
+	bool poll_timer_open;
+	bool synced;             /* first sync done */
+	bool stopping;
+	bool failed;             /* stopped until reload (auth failure, config) */
+	bool removed;            /* no longer in the configuration: freed once stopped */
+	char status[700];
+	struct acct *next;
+};
+
+struct agent {
+	uv_loop_t loop;
+	const struct mk_cli *cli;
+	struct mk_config *cfg;
+	struct mk_store *store;
+	struct acct *accts;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t force_timer;
+	bool stopping;
+	bool force_timer_open;
+	bool ready_sent;
+	int exit_code;
+	struct mk_config **old_cfgs; /* trees replaced by reloads; engines may still point into them */
+	size_t n_old;
+};
+
+static void acct_start(struct acct *a);
+static void acct_stop(struct acct *a, bool graceful);
+static void maybe_finish(struct agent *ag);
+
+static char *fingerprint(const struct mk_config_account *c)
+{
+	return mk_xasprintf("%s|%s|%d|%s|%s|%s:%u:%d|%s|%s|%u|%u|%s|%s|%u|%u", c->email, c->user, (int)c->auth,
+			    c->password ? c->password : "", c->pass_cmd ? c->pass_cmd : "",
+			    c->imap.host ? c->imap.host : "", c->imap.port, (int)c->imap.tls,
+			    c->tls_ca_file ? c->tls_ca_file : "", c->tls_fingerprint ? c->tls_fingerprint : "",
+			    c->timeout_s, c->max_connections, c->folders, c->idle, c->poll_interval_s,
+			    c->idle_refresh_s);
+}
+
+static void on_synced(void *ud, const char *account)
+{
+	struct acct *a = ud;
+	if (!a->synced) {
+		a->synced = true;
+		if (!a->failed)
+			mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "account %s: backed up; watching with IDLE", account);
+	}
+	bool all = true;
+	for (struct acct *x = a->ag->accts; x != NULL; x = x->next)
+		if (!x->synced && !x->failed)
+			all = false;
+	if (all && !a->ag->ready_sent) {
+		a->ag->ready_sent = true;
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "all accounts backed up; agent ready");
+		printf("mailkeep: ready\n");
+		fflush(stdout);
+	}
+}
+
+/* Every account failed at start: say so (the agent keeps running for a
+ * reload). */
+static void on_synced_check(struct agent *ag)
+{
+	bool any = false;
+	for (struct acct *a = ag->accts; a != NULL; a = a->next)
+		if (!a->failed)
+			any = true;
+	if (!any && ag->accts != NULL)
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "no account could start; waiting for a reload (SIGHUP)");
+}
+
+static void on_push(void *ud, const char *account, const char *folder, uint64_t n, double ms)
+{
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s, folder %s: %llu new message(s) stored %.1f ms after "
+						    "the server announced them",
+	       account, folder, (unsigned long long)n, ms);
+}
+
+static void on_folder(void *ud, const char *account, const struct mk_sync_folder_result *fr)
+{
+	if (fr->err != 0)
+		return; /* logged by the engine */
+	if (fr->new_messages || fr->flag_updates || fr->gone)
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL,
+		       "account %s, folder %s: %llu new (%.1f MB), %llu flag changes, %llu gone", account, fr->name,
+		       (unsigned long long)fr->new_messages, (double)fr->new_bytes / 1e6,
+		       (unsigned long long)fr->flag_updates, (unsigned long long)fr->gone);
+}
+
+static void watch_done(void *ud, struct mk_sync *s)
+{
+	struct acct *a = ud;
+	const struct mk_sync_result *res = mk_sync_result(s);
+	if (!a->stopping) {
+		/* the engine gave up: an authentication failure, or the first
+		 * connection could never be made */
+		a->failed = true;
+		snprintf(a->status, sizeof(a->status), "stopped: %s", res->error[0] ? res->error : "unknown error");
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL,
+		       "account %s: %s; fix the configuration and reload (SIGHUP)", a->cfg->name, a->status);
+		on_synced(a, a->cfg->name); /* the others may be ready */
+	}
+	/* freed from the loop: never inside the engine's own callback chain */
+	a->watch = NULL;
+	mk_sync_free(&s);
+	maybe_finish(a->ag);
+}
+
+static void poll_done(void *ud, struct mk_sync *s)
+{
+	struct acct *a = ud;
+	a->poll = NULL;
+	mk_sync_free(&s);
+	maybe_finish(a->ag);
+}
+
+static void on_poll_timer(uv_timer_t *t)
+{
+	struct acct *a = t->data;
+	if (a->stopping || a->failed || a->poll != NULL || a->ag->stopping)
+		return;
+	struct mk_sync_opts so = {
+		.loop = &a->ag->loop,
+		.acct = a->cfg,
+		.store = a->ag->store,
+		.tls_ctx = a->tls,
+		.secret = a->secret,
+		.skip_idle = true,
+		.on_folder = on_folder,
+		.ud = a,
+	};
+	if (mk_sync_start(&so, poll_done, a, &a->poll) < 0)
+		a->poll = NULL;
+}
+
+static void acct_start(struct acct *a)
+{
+	struct agent *ag = a->ag;
+	char *error = NULL;
+	a->stopping = a->failed = a->synced = false;
+	if (a->cfg->imap.host == NULL) {
+		a->failed = true;
+		snprintf(a->status, sizeof(a->status), "no IMAP server configured");
+		return;
+	}
+	if (a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2) {
+		a->failed = true;
+		snprintf(a->status, sizeof(a->status), "auth = xoauth2 is not available in this version yet");
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "account %s: %s", a->cfg->name, a->status);
+		return;
+	}
+	int r = mk_config_get_secret(a->cfg, &a->secret, &error);
+	if (r == 0 && a->tls == NULL)
+		r = mk_tls_ctx_new(a->cfg->tls_ca_file, &a->tls, &error);
+	if (r < 0) {
+		a->failed = true;
+		snprintf(a->status, sizeof(a->status), "%s", error ? error : mk_strerror(r));
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "account %s: %s", a->cfg->name, a->status);
+		mk_free(error);
+		return;
+	}
+	struct mk_sync_opts so = {
+		.loop = &ag->loop,
+		.acct = a->cfg,
+		.store = ag->store,
+		.tls_ctx = a->tls,
+		.secret = a->secret,
+		.watch = true,
+		.on_synced = on_synced,
+		.on_push = on_push,
+		.on_folder = on_folder,
+		.ud = a,
+	};
+	r = mk_sync_start(&so, watch_done, a, &a->watch);
+	if (r < 0) {
+		a->failed = true;
+		snprintf(a->status, sizeof(a->status), "%s", mk_strerror(r));
+		return;
+	}
+	snprintf(a->status, sizeof(a->status), "running");
+	if (!a->poll_timer_open) {
+		uv_timer_init(&ag->loop, &a->poll_timer);
+		a->poll_timer.data = a;
+		a->poll_timer_open = true;
+	}
+	uint64_t every = (uint64_t)a->cfg->poll_interval_s * 1000;
+	uv_timer_start(&a->poll_timer, on_poll_timer, every, every);
+}
+
+static void poll_timer_closed(uv_handle_t *h)
+{
+	struct acct *a = h->data;
+	a->poll_timer_open = false;
+	maybe_finish(a->ag);
+}
+
+static void acct_stop(struct acct *a, bool graceful)
+{
+	a->stopping = true;
+	if (a->poll_timer_open) {
+		uv_timer_stop(&a->poll_timer);
+		if (!uv_is_closing((uv_handle_t *)&a->poll_timer))
+			uv_close((uv_handle_t *)&a->poll_timer, poll_timer_closed);
+	}
+	if (a->watch != NULL)
+		graceful ? mk_sync_stop(a->watch) : mk_sync_cancel(a->watch);
+	if (a->poll != NULL)
+		graceful ? mk_sync_stop(a->poll) : mk_sync_cancel(a->poll);
+}
+
+static bool acct_idle(const struct acct *a)
+{
+	return a->watch == NULL && a->poll == NULL && !a->poll_timer_open;
+}
+
+static void acct_free(struct acct *a)
+{
+	mk_config_secret_free(&a->secret);
+	mk_tls_ctx_free(&a->tls);
+	mk_free(a->fingerprint);
+	mk_free(a);
+}
+
+static void close_agent_handles(struct agent *ag)
+{
+	uv_handle_t *hs[] = {(uv_handle_t *)&ag->sig_term, (uv_handle_t *)&ag->sig_int, (uv_handle_t *)&ag->sig_hup};
+	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+		if (!uv_is_closing(hs[i]))
+			uv_close(hs[i], NULL);
+	if (ag->force_timer_open && !uv_is_closing((uv_handle_t *)&ag->force_timer))
+		uv_close((uv_handle_t *)&ag->force_timer, NULL);
+}
+
+/* Removes accounts that finished stopping; ends the agent when stopping
+ * and nothing is left. */
+static void maybe_finish(struct agent *ag)
+{
+	struct acct **pp = &ag->accts;
+	while (*pp != NULL) {
+		struct acct *a = *pp;
+		if (a->stopping && acct_idle(a) && (ag->stopping || a->removed)) {
+			*pp = a->next;
+			acct_free(a);
+			continue;
+		}
+		pp = &a->next;
+	}
+	if (ag->stopping && ag->accts == NULL)
+		close_agent_handles(ag);
+}
+
+static void on_force(uv_timer_t *t)
+{
+	struct agent *ag = t->data;
+	mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "servers did not answer LOGOUT in time; closing");
+	for (struct acct *a = ag->accts; a != NULL; a = a->next)
+		acct_stop(a, false);
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+	struct agent *ag = h->data;
+	if (ag->stopping) {
+		on_force(&ag->force_timer);
+		return;
+	}
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "signal %d: committing, logging out, stopping", signum);
+	ag->stopping = true;
+	uv_timer_init(&ag->loop, &ag->force_timer);
+	ag->force_timer.data = ag;
+	ag->force_timer_open = true;
+	uv_timer_start(&ag->force_timer, on_force, 10000, 0);
+	for (struct acct *a = ag->accts; a != NULL; a = a->next)
+		acct_stop(a, true);
+	maybe_finish(ag);
+}
+
+static struct acct *acct_new(struct agent *ag, struct mk_config_account *c)
+{
+	struct acct *a = mk_xcalloc(1, sizeof(*a));
+	a->ag = ag;
+	a->cfg = c;
+	a->fingerprint = fingerprint(c);
+	a->next = ag->accts;
+	ag->accts = a;
+	return a;
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+	struct agent *ag = h->data;
+	if (ag->stopping)
+		return;
+	struct mk_config *ncfg = NULL;
+	char *error = NULL;
+	int r = mk_config_load(ag->cli->config_path, &ncfg, &error);
+	if (r < 0) {
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_CFG, NULL, "reload refused, keeping the running configuration: %s",
+		       error ? error : mk_strerror(r));
+		mk_free(error);
+		return;
+	}
+	if (strcmp(ncfg->store, ag->cfg->store) != 0)
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_CFG, NULL, "reload: a new store path takes effect only after a restart");
+	/* Unchanged accounts keep their connections: only their config
+	 * pointer moves to the new tree (same values). Changed, removed and
+	 * failed accounts are stopped; new and changed ones started. */
+	unsigned kept = 0, started = 0, stopped = 0;
+	for (struct acct *a = ag->accts; a != NULL; a = a->next) {
+		struct mk_config_account *nc = (struct mk_config_account *)mk_config_find_account(ncfg, a->cfg->name);
+		char *fp = nc ? fingerprint(nc) : NULL;
+		if (nc != NULL && !a->failed && strcmp(fp, a->fingerprint) == 0) {
+			a->cfg = nc; /* same settings; engines read the account through this pointer */
+			kept++;
+		} else if (!a->removed) {
+			acct_stop(a, true);
+			a->removed = true; /* freed once stopped; the old tree stays alive */
+			stopped++;
+		}
+		mk_free(fp);
+	}
+	for (size_t i = 0; i < ncfg->n_accounts; i++) {
+		bool have = false;
+		for (struct acct *a = ag->accts; a != NULL; a = a->next)
+			if (!a->removed && a->cfg == &ncfg->accounts[i])
+				have = true;
+		if (!have) {
+			acct_start(acct_new(ag, &ncfg->accounts[i]));
+			started++;
+		}
+	}
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_CFG, NULL, "configuration reloaded: %u accounts kept, %u started, %u stopped",
+	       kept, started, stopped);
+	/* The old tree stays alive: engines of kept and stopping accounts still
+	 * point into it. */
+	ag->old_cfgs = mk_xrealloc(ag->old_cfgs, (ag->n_old + 1) * sizeof(*ag->old_cfgs));
+	ag->old_cfgs[ag->n_old++] = ag->cfg;
+	ag->cfg = ncfg;
+	maybe_finish(ag);
+}
+
+static void usage_run(FILE *f)
+{
+	fprintf(f, "usage: mailkeep [-c FILE] [-v|-q] run\n"
+		   "The agent: backs up every account, then keeps the folders matching `idle`\n"
+		   "(default INBOX) open with IMAP IDLE so new mail is stored as it arrives, and\n"
+		   "syncs the other folders every `poll_interval`. SIGTERM/SIGINT stop it cleanly;\n"
+		   "SIGHUP reloads the configuration. Logs go to stderr.\n");
+}
+
+int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
+{
+	if (argc > 1) {
+		bool help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
+		usage_run(help ? stdout : stderr);
+		return help ? MK_EXIT_OK : MK_EXIT_USAGE;
+	}
+	struct agent *ag = mk_xcalloc(1, sizeof(*ag));
+	ag->cli = cli;
+	/* an agent reports what it does unless told to be quiet */
+	if (!cli->quiet && mk_log_get_level() < MK_LOG_INFO)
+		mk_log_set_level(MK_LOG_INFO);
+	int ex = mk_cli_open_store(cli, &ag->cfg, &ag->store);
+	if (ex != 0) {
+		mk_free(ag);
+		return ex;
+	}
+	uv_loop_init(&ag->loop);
+	uv_signal_init(&ag->loop, &ag->sig_term);
+	uv_signal_init(&ag->loop, &ag->sig_int);
+	uv_signal_init(&ag->loop, &ag->sig_hup);
+	ag->sig_term.data = ag->sig_int.data = ag->sig_hup.data = ag;
+	uv_signal_start(&ag->sig_term, on_term, SIGTERM);
+	uv_signal_start(&ag->sig_int, on_term, SIGINT);
+	uv_signal_start(&ag->sig_hup, on_hup, SIGHUP);
+	for (size_t i = 0; i < ag->cfg->n_accounts; i++)
+		acct_start(acct_new(ag, &ag->cfg->accounts[i]));
+	if (ag->accts == NULL)
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "%s has no accounts; waiting for a reload (SIGHUP)",
+		       ag->cfg->path);
+	on_synced_check(ag);
+	uv_run(&ag->loop, UV_RUN_DEFAULT);
+	int lc = uv_loop_close(&ag->loop);
+	MK_ASSERT(lc == 0); /* every handle closed */
+	mk_store_close(&ag->store);
+	for (size_t i = 0; i < ag->n_old; i++)
+		mk_config_free(&ag->old_cfgs[i]);
+	mk_free(ag->old_cfgs);
+	mk_config_free(&ag->cfg);
+	ex = ag->exit_code;
+	mk_free(ag);
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "stopped");
+	return ex;
+}

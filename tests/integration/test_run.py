@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""`mailkeep run` (the agent) against a private Dovecot.
+
+- a message delivered over LMTP to an IDLE'd INBOX reaches the store with
+  no poll (poll_interval is hours);
+- several accounts at once; one with a wrong password stops alone, with a
+  clear error, and does not disturb the others;
+- a connection that turns into a black hole (proxy stops forwarding,
+  no FIN) is detected by the IDLE refresh + timeout and replaced, and
+  the mail delivered meanwhile is fetched;
+- the server restarts: the agent reconnects with backoff and catches up;
+- SIGHUP adds an account without disturbing the running ones;
+- SIGTERM: exit 0, store verified clean.
+Timings appear only as generous deadlines, never as assertions of speed.
+
+usage: test_run.py MAILKEEP SRCDIR
+"""
+import json
+import os
+import random
+import shlex
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+MAILKEEP, SRC = sys.argv[1], sys.argv[2]
+FIX = os.path.join(SRC, "tests", "fixtures")
+HERE = os.path.join(SRC, "tests", "integration")
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures += 1
+
+
+def load_env(path):
+    env = {}
+    for line in open(path):
+        line = line.strip()
+        if "=" in line and not line.startswith(("#", "export")):
+            k, v = line.split("=", 1)
+            env[k] = shlex.split(v)[0] if v else ""
+    return env
+
+
+def deliver(fx, rcpt, subject):
+    msg = (f"From: Sender <sender@example.test>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+           f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\nbody of {subject}\r\n")
+    with smtplib.LMTP(fx["MK_LMTP_SOCKET"]) as l:
+        l.sendmail("sender@example.test", [rcpt], msg.encode())
+
+
+def subjects(cfg, account, folder="INBOX"):
+    r = subprocess.run([MAILKEEP, "-c", cfg, "ls", "--json", f"{account}/{folder}"], capture_output=True)
+    if r.returncode != 0:
+        return set()
+    return {m["subject"] for m in json.loads(r.stdout)}
+
+
+def wait_for(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+class Agent:
+    def __init__(self, cfg, log):
+        self.log = open(log, "w")
+        self.logpath = log
+        self.p = subprocess.Popen([MAILKEEP, "-c", cfg, "run"], stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            if "ready" in line:
+                self.ready.set()
+
+    def text(self):
+        self.log.flush()
+        return open(self.logpath).read()
+
+
+def account(name, fx, user, password, port, extra=""):
+    return (f"[account {name}]\nemail = {user}\nauth = plain\npassword = {password}\n"
+            f"imap_host = 127.0.0.1\nimap_port = {port}\n{extra}")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="mk-run-")
+    os.chmod(tmp, 0o755)
+    fixdir = os.path.join(tmp, "fix")
+    base = 20000 + random.Random(os.getpid()).randrange(0, 2000) * 10
+    fenv = dict(os.environ, MK_FIX_NO_SEED="1", MK_FIX_NO_POSTFIX="1", MK_TEST_PORT_BASE=str(base))
+    r = subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "start", fixdir], env=fenv, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        print("FAIL could not start the Dovecot fixture")
+        return 1
+    agent = None
+    proxy = None
+    try:
+        fx = load_env(os.path.join(fixdir, "env"))
+        deliver(fx, fx["MK_USER"], "before start")
+        port_file = os.path.join(tmp, "proxy.port")
+        proxy = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "blackhole_proxy.py"), "--target",
+                                  fx["MK_IMAPS_PORT"], "--port-file", port_file])
+        wait_for(lambda: os.path.exists(port_file), 10)
+        pport = open(port_file).read().strip()
+
+        store = os.path.join(tmp, "store")
+        head = (f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\npoll_interval = 6h\n"
+                f"idle_refresh = 3s\ntimeout = 2\n")
+        cfg = os.path.join(tmp, "config")
+        alice = account("alice", fx, fx["MK_USER"], fx["MK_PASS"], pport)
+        bad = account("wrong", fx, fx["MK_USER2"], "not-the-password", fx["MK_IMAPS_PORT"])
+        with open(cfg, "w") as f:
+            f.write(head + alice + bad)
+        os.chmod(cfg, 0o600)
+
+        agent = Agent(cfg, os.path.join(tmp, "agent.log"))
+        check(agent.ready.wait(60), "agent: initial backup done, ready")
+        check("before start" in subjects(cfg, "alice"), "initial sync stored the existing mail")
+        check(wait_for(lambda: "account wrong" in agent.text() and "login" in agent.text(), 20),
+              "wrong password: that account stops with a clear error")
+
+        deliver(fx, fx["MK_USER"], "pushed one")
+        check(wait_for(lambda: "pushed one" in subjects(cfg, "alice"), 20),
+              "push: delivered mail is in the store with no poll (poll_interval 6h)")
+
+        # black hole: the proxy swallows everything on the open connections
+        proxy.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        deliver(fx, fx["MK_USER"], "during black hole")
+        check(wait_for(lambda: "during black hole" in subjects(cfg, "alice"), 40),
+              "black-holed IDLE connection detected (refresh + timeout), replaced, mail fetched")
+
+        # server restart: Dovecot stopped and started again (same config, ports, users)
+        pid = int(fx["MK_DOVECOT_PID"])
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 20)
+        time.sleep(2)  # the agent sees refused connections and backs off
+        # (no captured output: the daemon would hold the pipes open)
+        r = subprocess.run(["dovecot", "-c", fx["MK_DOVECOT_CONF"]], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        check(r.returncode == 0, "Dovecot restarted")
+        wait_for(lambda: os.path.exists(fx["MK_LMTP_SOCKET"]), 20)
+        time.sleep(0.5)
+        deliver(fx, fx["MK_USER"], "after restart")
+        check(wait_for(lambda: "after restart" in subjects(cfg, "alice"), 60),
+              "server restart: the agent reconnects with backoff and catches up")
+
+        # SIGHUP: add bob (the wrong-password account is dropped)
+        deliver(fx, fx["MK_USER2"], "bob mail")
+        with open(cfg, "w") as f:
+            f.write(head + alice + account("bob", fx, fx["MK_USER2"], fx["MK_PASS2"], fx["MK_IMAPS_PORT"]))
+        agent.p.send_signal(signal.SIGHUP)
+        check(wait_for(lambda: "bob mail" in subjects(cfg, "bob"), 30), "SIGHUP: an added account is synced")
+        check("1 accounts kept" in agent.text(),
+              "SIGHUP: the unchanged account kept its connections")
+        deliver(fx, fx["MK_USER"], "after reload")
+        check(wait_for(lambda: "after reload" in subjects(cfg, "alice"), 20), "push still works after the reload")
+
+        agent.p.send_signal(signal.SIGTERM)
+        try:
+            rc = agent.p.wait(30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == 0, f"SIGTERM: exit 0 (got {rc})")
+        v = subprocess.run([MAILKEEP, "-c", cfg, "verify"], capture_output=True)
+        check(v.returncode == 0, "store verified clean after the agent stopped")
+        if failures:
+            print(agent.text()[-3000:])
+    finally:
+        if agent is not None and agent.p.poll() is None:
+            agent.p.kill()
+            agent.p.wait()
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
+        subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "stop", fixdir], env=fenv, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{failures} failed" if failures else "all agent checks passed")
+    return 1 if failures else 0
+
+
+sys.exit(main())
