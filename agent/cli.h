@@ -51,6 +51,8 @@ int mk_cli_split_path(const char *path, char *acct, size_t acctsz, const char **
 int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_run(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_status(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_metrics(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_cat(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_stats(const struct mk_cli *cli, int argc, char **argv);

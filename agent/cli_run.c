@@ -20,6 +20,12 @@
 #include "mk_store.h"
 #include "mk_sync.h"
 #include "mk_tls.h"
+#include "mk_buf.h"
+#include "mk_control.h"
+#include "mk_lock.h"
+#include "mk_metrics.h"
+#include "mk_notify.h"
+#include "mk_pop3_fetch.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -39,6 +45,8 @@ struct acct {
 	char *secret;
 	struct mk_sync *watch;   /* the IDLE engine */
 	struct mk_sync *poll;    /* a periodic sync of the other folders, while it runs */
+	struct mk_pop3_fetch *pop3; /* a periodic POP3 download, while it runs */
+	int64_t last_sync;
 	uv_timer_t poll_timer;
 	bool poll_timer_open;
 	bool synced;             /* first sync done */
@@ -63,6 +71,11 @@ struct agent {
 	int exit_code;
 	struct mk_config **old_cfgs; /* trees replaced by reloads; engines may still point into them */
 	size_t n_old;
+	struct mk_lock *lock;
+	struct mk_control *control;
+	struct mk_metrics *metrics;
+	uv_timer_t watchdog;
+	bool watchdog_open;
 };
 
 static void acct_start(struct acct *a);
@@ -96,6 +109,13 @@ static void on_synced(void *ud, const char *account)
 		mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "all accounts backed up; agent ready");
 		printf("mailkeep: ready\n");
 		fflush(stdout);
+		unsigned n = 0, bad = 0;
+		for (struct acct *x = a->ag->accts; x != NULL; x = x->next) {
+			n++;
+			bad += x->failed;
+		}
+		mk_notify_send("READY=1\nSTATUS=%u account(s) backed up and watched%s", n - bad,
+			       bad ? ", some stopped (see mailkeep status)" : "");
 	}
 }
 
@@ -113,6 +133,9 @@ static void on_synced_check(struct agent *ag)
 
 static void on_push(void *ud, const char *account, const char *folder, uint64_t n, double ms)
 {
+	struct acct *a = ud;
+	struct mk_metrics_labels l = {account, NULL, NULL};
+	mk_metrics_hist_observe(a->ag->metrics, MK_METRIC_PUSH_LATENCY, &l, ms / 1000.0);
 	mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s, folder %s: %llu new message(s) stored %.1f ms after "
 						    "the server announced them",
 	       account, folder, (unsigned long long)n, ms);
@@ -120,8 +143,19 @@ static void on_push(void *ud, const char *account, const char *folder, uint64_t 
 
 static void on_folder(void *ud, const char *account, const struct mk_sync_folder_result *fr)
 {
-	if (fr->err != 0)
+	struct acct *a = ud;
+	struct mk_metrics_labels l = {account, fr->name, NULL};
+	struct mk_metrics_labels lk = {account, fr->name, fr->err ? NULL : "sync"};
+	a->last_sync = (int64_t)time(NULL);
+	if (fr->err != 0) {
+		struct mk_metrics_labels le = {account, NULL, fr->err == MK_EAUTH ? "auth" : "folder"};
+		mk_metrics_counter_add(a->ag->metrics, MK_METRIC_ERRORS, &le, 1);
 		return; /* logged by the engine */
+	}
+	mk_metrics_counter_add(a->ag->metrics, MK_METRIC_SYNCS, &lk, 1);
+	mk_metrics_counter_add(a->ag->metrics, MK_METRIC_MESSAGES_STORED, &l, fr->new_messages);
+	mk_metrics_counter_add(a->ag->metrics, MK_METRIC_BYTES_STORED, &l, fr->new_bytes);
+	mk_metrics_gauge_set(a->ag->metrics, MK_METRIC_LAST_SYNC, &l, (double)a->last_sync);
 	if (fr->new_messages || fr->flag_updates || fr->gone)
 		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL,
 		       "account %s, folder %s: %llu new (%.1f MB), %llu flag changes, %llu gone", account, fr->name,
@@ -156,10 +190,43 @@ static void poll_done(void *ud, struct mk_sync *s)
 	maybe_finish(a->ag);
 }
 
+static void pop3_done(void *ud, struct mk_pop3_fetch *f)
+{
+	struct acct *a = ud;
+	const struct mk_pop3_fetch_result *r = mk_pop3_fetch_result(f);
+	if (r->err != 0)
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s (POP3): %s", a->cfg->name, r->error);
+	else if (r->new_messages)
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s (POP3): %llu new", a->cfg->name,
+		       (unsigned long long)r->new_messages);
+	a->pop3 = NULL;
+	mk_pop3_fetch_free(&f);
+	maybe_finish(a->ag);
+}
+
+static void start_pop3(struct acct *a)
+{
+	if (a->pop3 != NULL || a->cfg->fetch == MK_CONFIG_FETCH_IMAP || a->cfg->pop3.host == NULL)
+		return;
+	struct mk_pop3_fetch_opts po = {
+		.loop = &a->ag->loop,
+		.acct = a->cfg,
+		.store = a->ag->store,
+		.tls_ctx = a->tls,
+		.secret = a->secret,
+		.ud = a,
+	};
+	if (mk_pop3_fetch_start(&po, pop3_done, a, &a->pop3) < 0)
+		a->pop3 = NULL;
+}
+
 static void on_poll_timer(uv_timer_t *t)
 {
 	struct acct *a = t->data;
-	if (a->stopping || a->failed || a->poll != NULL || a->ag->stopping)
+	if (a->stopping || a->failed || a->ag->stopping)
+		return;
+	start_pop3(a); /* POP3 has no push: it is polled */
+	if (a->poll != NULL || a->cfg->fetch == MK_CONFIG_FETCH_POP3)
 		return;
 	struct mk_sync_opts so = {
 		.loop = &a->ag->loop,
@@ -180,7 +247,7 @@ static void acct_start(struct acct *a)
 	struct agent *ag = a->ag;
 	char *error = NULL;
 	a->stopping = a->failed = a->synced = false;
-	if (a->cfg->imap.host == NULL) {
+	if (a->cfg->imap.host == NULL && (a->cfg->fetch == MK_CONFIG_FETCH_IMAP || a->cfg->pop3.host == NULL)) {
 		a->failed = true;
 		snprintf(a->status, sizeof(a->status), "no IMAP server configured");
 		return;
@@ -201,6 +268,12 @@ static void acct_start(struct acct *a)
 		mk_free(error);
 		return;
 	}
+	start_pop3(a);
+	if (a->cfg->fetch == MK_CONFIG_FETCH_POP3) {
+		snprintf(a->status, sizeof(a->status), "running (POP3, polled)");
+		a->synced = true;
+		goto timers;
+	}
 	struct mk_sync_opts so = {
 		.loop = &ag->loop,
 		.acct = a->cfg,
@@ -220,6 +293,7 @@ static void acct_start(struct acct *a)
 		return;
 	}
 	snprintf(a->status, sizeof(a->status), "running");
+timers:
 	if (!a->poll_timer_open) {
 		uv_timer_init(&ag->loop, &a->poll_timer);
 		a->poll_timer.data = a;
@@ -248,11 +322,13 @@ static void acct_stop(struct acct *a, bool graceful)
 		graceful ? mk_sync_stop(a->watch) : mk_sync_cancel(a->watch);
 	if (a->poll != NULL)
 		graceful ? mk_sync_stop(a->poll) : mk_sync_cancel(a->poll);
+	if (a->pop3 != NULL)
+		mk_pop3_fetch_cancel(a->pop3); /* nothing is deleted without its QUIT: safe */
 }
 
 static bool acct_idle(const struct acct *a)
 {
-	return a->watch == NULL && a->poll == NULL && !a->poll_timer_open;
+	return a->watch == NULL && a->poll == NULL && a->pop3 == NULL && !a->poll_timer_open;
 }
 
 static void acct_free(struct acct *a)
@@ -271,6 +347,12 @@ static void close_agent_handles(struct agent *ag)
 			uv_close(hs[i], NULL);
 	if (ag->force_timer_open && !uv_is_closing((uv_handle_t *)&ag->force_timer))
 		uv_close((uv_handle_t *)&ag->force_timer, NULL);
+	if (ag->watchdog_open && !uv_is_closing((uv_handle_t *)&ag->watchdog))
+		uv_close((uv_handle_t *)&ag->watchdog, NULL);
+	if (ag->control != NULL) {
+		mk_control_close(ag->control, NULL);
+		ag->control = NULL;
+	}
 }
 
 /* Removes accounts that finished stopping; ends the agent when stopping
@@ -307,6 +389,7 @@ static void on_term(uv_signal_t *h, int signum)
 		return;
 	}
 	mk_log(MK_LOG_INFO, MK_LOG_CAT_SCHED, NULL, "signal %d: committing, logging out, stopping", signum);
+	mk_notify_send("STOPPING=1");
 	ag->stopping = true;
 	uv_timer_init(&ag->loop, &ag->force_timer);
 	ag->force_timer.data = ag;
@@ -335,11 +418,13 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	struct mk_config *ncfg = NULL;
 	char *error = NULL;
+	mk_notify_reloading();
 	int r = mk_config_load(ag->cli->config_path, &ncfg, &error);
 	if (r < 0) {
 		mk_log(MK_LOG_ERROR, MK_LOG_CAT_CFG, NULL, "reload refused, keeping the running configuration: %s",
 		       error ? error : mk_strerror(r));
 		mk_free(error);
+		mk_notify_send("READY=1\nSTATUS=reload refused (configuration error)");
 		return;
 	}
 	if (strcmp(ncfg->store, ag->cfg->store) != 0)
@@ -373,12 +458,99 @@ static void on_hup(uv_signal_t *h, int signum)
 	}
 	mk_log(MK_LOG_INFO, MK_LOG_CAT_CFG, NULL, "configuration reloaded: %u accounts kept, %u started, %u stopped",
 	       kept, started, stopped);
+	mk_notify_send("READY=1\nSTATUS=configuration reloaded");
 	/* The old tree stays alive: engines of kept and stopping accounts still
 	 * point into it. */
 	ag->old_cfgs = mk_xrealloc(ag->old_cfgs, (ag->n_old + 1) * sizeof(*ag->old_cfgs));
 	ag->old_cfgs[ag->n_old++] = ag->cfg;
 	ag->cfg = ncfg;
 	maybe_finish(ag);
+}
+
+static void json_str(struct mk_buf *b, const char *s)
+{
+	mk_buf_append_str(b, "\"");
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			mk_buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			mk_buf_printf(b, "\\u%04x", *p);
+		else
+			mk_buf_append(b, p, 1);
+	}
+	mk_buf_append_str(b, "\"");
+}
+
+static void render_status(struct agent *ag, bool json, struct mk_buf *out)
+{
+	if (json)
+		mk_buf_append_str(out, "{\"accounts\":[");
+	bool first = true;
+	for (struct acct *a = ag->accts; a != NULL; a = a->next) {
+		if (a->removed)
+			continue;
+		struct mk_sync_conn_status cs[32];
+		size_t n = a->watch ? mk_sync_status(a->watch, cs, 32) : 0;
+		if (json) {
+			mk_buf_append_str(out, first ? "{\"name\":" : ",{\"name\":");
+			json_str(out, a->cfg->name);
+			mk_buf_append_str(out, ",\"status\":");
+			json_str(out, a->status);
+			mk_buf_printf(out, ",\"synced\":%s,\"last_sync\":%lld,\"connections\":[", a->synced ? "true" : "false",
+				      (long long)a->last_sync);
+			for (size_t i = 0; i < n; i++) {
+				mk_buf_printf(out, "%s{\"id\":%u,\"folder\":", i ? "," : "", cs[i].id);
+				json_str(out, cs[i].folder);
+				mk_buf_append_str(out, ",\"state\":");
+				json_str(out, cs[i].state);
+				mk_buf_printf(out, ",\"since\":%lld,\"retry_at\":%lld,\"last_error\":", (long long)cs[i].since,
+					      (long long)cs[i].retry_at);
+				json_str(out, cs[i].last_error);
+				mk_buf_append_str(out, "}");
+			}
+			mk_buf_append_str(out, "]}");
+		} else {
+			mk_buf_printf(out, "account %s: %s%s\n", a->cfg->name, a->status,
+				      a->synced ? "" : " (first sync running)");
+			for (size_t i = 0; i < n; i++) {
+				char when[32] = "";
+				time_t t = (time_t)cs[i].since;
+				struct tm tm;
+				if (t)
+					strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&t, &tm));
+				mk_buf_printf(out, "  #%u %-12s %-20s since %s", cs[i].id, cs[i].state,
+					      cs[i].folder ? cs[i].folder : "-", when);
+				if (cs[i].retry_at)
+					mk_buf_printf(out, ", retry in %lld s", (long long)(cs[i].retry_at - (int64_t)time(NULL)));
+				if (cs[i].last_error)
+					mk_buf_printf(out, ", last error: %s", cs[i].last_error);
+				mk_buf_append_str(out, "\n");
+			}
+		}
+		first = false;
+	}
+	if (json)
+		mk_buf_append_str(out, "]}\n");
+}
+
+static int control_handler(void *ud, const char *request, struct mk_buf *reply)
+{
+	struct agent *ag = ud;
+	if (strcmp(request, "ping") == 0)
+		return mk_buf_append_str(reply, "pong\n");
+	if (strcmp(request, "status") == 0 || strcmp(request, "status json") == 0) {
+		render_status(ag, strcmp(request, "status json") == 0, reply);
+		return 0;
+	}
+	if (strcmp(request, "metrics") == 0)
+		return mk_metrics_render(ag->metrics, reply);
+	mk_buf_append_str(reply, "unknown request");
+	return MK_EINVAL;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	mk_notify_send("WATCHDOG=1");
 }
 
 static void usage_run(FILE *f)
@@ -407,7 +579,35 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 		mk_free(ag);
 		return ex;
 	}
+	char *error = NULL;
+	int r = mk_lock_acquire(ag->cfg->store, &ag->lock, &error);
+	if (r < 0) {
+		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
+		mk_free(error);
+		mk_store_close(&ag->store);
+		mk_config_free(&ag->cfg);
+		mk_free(ag);
+		return MK_EXIT_TEMPFAIL;
+	}
+	mk_notify_init();
+	ag->metrics = mk_metrics_new(0);
+	mk_metrics_define_std(ag->metrics);
 	uv_loop_init(&ag->loop);
+	char *cpath = mk_control_default_path(ag->cfg->store);
+	r = mk_control_start(&ag->loop, cpath, control_handler, ag, &ag->control, &error);
+	if (r < 0) {
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "no control socket (mailkeep status will not work): %s",
+		       error ? error : mk_strerror(r));
+		MK_FREE(&error);
+		ag->control = NULL;
+	}
+	mk_free(cpath);
+	uint64_t wd = mk_notify_watchdog_usec();
+	if (wd > 0) {
+		uv_timer_init(&ag->loop, &ag->watchdog);
+		ag->watchdog_open = true;
+		uv_timer_start(&ag->watchdog, on_watchdog, wd / 2000, wd / 2000);
+	}
 	uv_signal_init(&ag->loop, &ag->sig_term);
 	uv_signal_init(&ag->loop, &ag->sig_int);
 	uv_signal_init(&ag->loop, &ag->sig_hup);
@@ -425,6 +625,9 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 	int lc = uv_loop_close(&ag->loop);
 	MK_ASSERT(lc == 0); /* every handle closed */
 	mk_store_close(&ag->store);
+	mk_lock_release(&ag->lock);
+	mk_metrics_free(&ag->metrics);
+	mk_notify_cleanup();
 	for (size_t i = 0; i < ag->n_old; i++)
 		mk_config_free(&ag->old_cfgs[i]);
 	mk_free(ag->old_cfgs);

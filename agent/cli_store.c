@@ -7,6 +7,7 @@
 #include "mk_alloc.h"
 #include "mk_buf.h"
 #include "mk_err.h"
+#include "mk_control.h"
 #include "mk_mime.h"
 #include "mk_store.h"
 #include "mk_str.h"
@@ -512,4 +513,53 @@ int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv)
 	mk_store_close(&st);
 	mk_config_free(&cfg);
 	return ex;
+}
+
+/* ---- status / metrics: ask the running agent ---- */
+
+static int ask_agent(const struct mk_cli *cli, const char *request)
+{
+	struct mk_config *cfg = NULL;
+	int ex = mk_cli_load_config(cli, &cfg);
+	if (ex != 0)
+		return ex;
+	char *path = mk_control_default_path(cfg->store);
+	struct mk_buf reply;
+	mk_buf_init(&reply, 16u * 1024 * 1024);
+	char *error = NULL;
+	int r = mk_control_request(path, request, &reply, &error);
+	if (r < 0) {
+		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
+		ex = MK_EXIT_UNAVAILABLE;
+	} else {
+		fwrite(reply.data ? reply.data : (uint8_t *)"", 1, reply.len, stdout);
+	}
+	mk_free(error);
+	mk_buf_cleanup(&reply);
+	mk_free(path);
+	mk_config_free(&cfg);
+	return ex;
+}
+
+int mk_cli_status(const struct mk_cli *cli, int argc, char **argv)
+{
+	bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+	if (argc > 2 || (argc == 2 && !json)) {
+		bool help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
+		fprintf(help ? stdout : stderr, "usage: mailkeep [-c FILE] status [--json]\n"
+						"Asks the running agent (mailkeep run) for each account's connections.\n");
+		return help ? MK_EXIT_OK : MK_EXIT_USAGE;
+	}
+	return ask_agent(cli, json ? "status json" : "status");
+}
+
+int mk_cli_metrics(const struct mk_cli *cli, int argc, char **argv)
+{
+	if (argc > 1) {
+		bool help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
+		fprintf(help ? stdout : stderr, "usage: mailkeep [-c FILE] metrics\n"
+						"Prints the running agent's metrics (OpenMetrics text).\n");
+		return help ? MK_EXIT_OK : MK_EXIT_USAGE;
+	}
+	return ask_agent(cli, "metrics");
 }

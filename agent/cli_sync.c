@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "mk_alloc.h"
 #include "mk_err.h"
+#include "mk_lock.h"
 #include "mk_log.h"
 #include "mk_pop3_fetch.h" /* issue 7 */
 #include "mk_store.h"
@@ -377,6 +378,18 @@ int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
 		mk_free(c.runs);
 		mk_config_free(&cfg);
 		return MK_EXIT_CONFIG;
+	}
+	pid_t agent_pid = 0;
+	if (mk_lock_probe(cfg->store, &agent_pid) == 1) {
+		/* the agent keeps this store up to date; two writers would only
+		 * fetch the same mail twice */
+		fprintf(stderr,
+			"mailkeep: an agent (mailkeep run, pid %ld) is running on %s and keeps it up to date; "
+			"`mailkeep status` shows what it is doing\n",
+			(long)agent_pid, cfg->store);
+		mk_free(c.runs);
+		mk_config_free(&cfg);
+		return MK_EXIT_TEMPFAIL;
 	}
 	struct mk_store *store = NULL;
 	char *error = NULL;

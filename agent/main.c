@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"                       the server, incremental, safe to interrupt)\n"
 		"  run                  the agent: sync, then IMAP IDLE on `idle` folders, poll the\n"
 		"                       rest; SIGTERM stops cleanly, SIGHUP reloads the config\n"
+		"  status [--json]      ask the running agent what each connection is doing\n"
+		"  metrics              the running agent's metrics (OpenMetrics text)\n"
 		"  ls [ACCOUNT[/FOLDER]] [--json]   folders with counts, or a folder's messages\n"
 		"  cat ACCOUNT/FOLDER/UID           a stored message, byte for byte\n"
 		"  export --maildir DIR | --mbox FILE [ACCOUNT[/FOLDER]]   write a Maildir or mbox\n"
@@ -136,7 +138,8 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{"folders", mk_cli_folders}, {"sync", mk_cli_sync},     {"ls", mk_cli_ls},
 		{"cat", mk_cli_cat},         {"stats", mk_cli_stats},   {"verify", mk_cli_verify},
-		{"export", mk_cli_export},   {"run", mk_cli_run},
+		{"export", mk_cli_export},   {"run", mk_cli_run},       {"status", mk_cli_status},
+		{"metrics", mk_cli_metrics},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

@@ -131,8 +131,26 @@ def main():
             f.write(head + alice + bad)
         os.chmod(cfg, 0o600)
 
+        # a fake systemd notify socket
+        import socket as socketmod
+        nsock = os.path.join(tmp, "notify.sock")
+        notify = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_DGRAM)
+        notify.bind(nsock)
+        notify.settimeout(60)
+        os.environ["NOTIFY_SOCKET"] = nsock
         agent = Agent(cfg, os.path.join(tmp, "agent.log"))
+        del os.environ["NOTIFY_SOCKET"]
         check(agent.ready.wait(60), "agent: initial backup done, ready")
+        try:
+            msg = notify.recv(4096).decode()
+        except OSError:
+            msg = ""
+        check(msg.startswith("READY=1") and "STATUS=" in msg, f"sd_notify: {msg.splitlines()[:2]}")
+        r = subprocess.run([MAILKEEP, "-c", cfg, "run"], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 75 and "another mailkeep agent" in r.stderr,
+              "a second agent on the same store refuses: " + r.stderr.strip()[:120])
+        r = subprocess.run([MAILKEEP, "-c", cfg, "sync"], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 75 and "is running on" in r.stderr, "sync while the agent runs fails clearly")
         check("before start" in subjects(cfg, "alice"), "initial sync stored the existing mail")
         check(wait_for(lambda: "account wrong" in agent.text() and "login" in agent.text(), 20),
               "wrong password: that account stops with a clear error")
@@ -140,6 +158,18 @@ def main():
         deliver(fx, fx["MK_USER"], "pushed one")
         check(wait_for(lambda: "pushed one" in subjects(cfg, "alice"), 20),
               "push: delivered mail is in the store with no poll (poll_interval 6h)")
+        st = subprocess.run([MAILKEEP, "-c", cfg, "status", "--json"], capture_output=True, text=True, timeout=30)
+        try:
+            sj = json.loads(st.stdout)
+            states = [c["state"] for a in sj["accounts"] if a["name"] == "alice" for c in a["connections"]]
+        except (ValueError, KeyError):
+            states = []
+        check(st.returncode == 0 and "idle" in states, f"mailkeep status --json: alice connections {states}")
+        st = subprocess.run([MAILKEEP, "-c", cfg, "status"], capture_output=True, text=True, timeout=30)
+        check("account wrong: stopped: login as" in st.stdout, "mailkeep status names the stopped account and why")
+        mt = subprocess.run([MAILKEEP, "-c", cfg, "metrics"], capture_output=True, text=True, timeout=30)
+        check('mailkeep_push_latency_seconds_count{account="alice"} 1' in mt.stdout and mt.stdout.rstrip().endswith("# EOF"),
+              "mailkeep metrics: OpenMetrics text with the push latency histogram")
 
         # black hole: the proxy swallows everything on the open connections
         proxy.send_signal(signal.SIGUSR1)
