@@ -11,6 +11,7 @@
  */
 #include "mk_sync.h"
 #include "mk_alloc.h"
+#include "mk_backoff.h"
 #include "mk_conn.h"
 #include "mk_err.h"
 #include "mk_imap.h"
@@ -108,7 +109,7 @@ struct worker {
 	uint32_t fast_last_uid;
 	int64_t exists_ms;       /* when the first unhandled EXISTS arrived */
 	struct mk_timer *timer;  /* IDLE refresh, or backoff restart */
-	unsigned backoff_ms;
+	struct mk_backoff backoff;
 	int64_t state_since, retry_at;
 	char last_error[200];
 };
@@ -741,7 +742,7 @@ static void start_idle(struct worker *w)
 	}
 	w->st = W_IDLE;
 	w->state_since = wall_s();
-	w->backoff_ms = 1000; /* the connection works: next failure starts over */
+	mk_backoff_reset(&w->backoff); /* the connection works: next failure starts over */
 	mk_timer_cancel(&w->timer);
 	if (mk_timer_start(s->o.loop, s->o.acct->idle_refresh_s * 1000, idle_timer_cb, w, &w->timer) < 0)
 		w->timer = NULL;
@@ -926,6 +927,15 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 {
 	struct mk_sync *s = w->s;
 	char msg[400];
+	uint64_t hint;
+	if (ev->status != MK_IMAP_OK && ev->text != NULL && mk_backoff_parse_outlook_hint(ev->text, &hint) == 0) {
+		/* Outlook: "NO Request is throttled. Suggested Backoff Time: N
+		 * milliseconds" - stop hammering; the agent reconnects after
+		 * that long, a one-shot sync reports it */
+		snprintf(msg, sizeof(msg), "throttled by the server: %s", ev->text);
+		mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+		return;
+	}
 	if (ev->tag == w->tag_capa && w->st == W_LOGIN && !w->logged_in) {
 		struct mk_imap_cmd cmd = {.a = s->o.acct->user, .b = s->secret};
 		cmd.kind = s->o.acct->auth == MK_CONFIG_AUTH_PLAIN && mk_imap_session_has_cap(w->sess, "AUTH=PLAIN")
@@ -1275,15 +1285,21 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 	bool meant = w->st == W_LOGOUT && err == 0; /* we logged out: nothing to watch here */
 	if (s->o.watch && !s->cancelled && !auth_failed && !meant) {
 		/* reconnect with exponential backoff and jitter: 1 s doubling
-		 * to 5 min; the worker keeps its watched folder */
-		unsigned jitter = w->backoff_ms / 4 ? (unsigned)(now_ms() % (w->backoff_ms / 4 + 1)) : 0;
-		unsigned delay = w->backoff_ms - w->backoff_ms / 8 + jitter;
+		 * to 5 min, or what Outlook asks for ("Request is throttled.
+		 * Suggested Backoff Time: N milliseconds"); the worker keeps its
+		 * watched folder */
+		uint64_t hint;
+		if (err != 0 && mk_backoff_parse_outlook_hint(msg, &hint) == 0) {
+			mk_backoff_server_hint_ms(&w->backoff, hint);
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: the server asks to wait %llu ms",
+			       acct_name(s), (unsigned long long)hint);
+		}
+		unsigned delay = (unsigned)mk_backoff_next_ms(&w->backoff);
 		w->st = W_BACKOFF;
 		w->state_since = wall_s();
 		w->retry_at = wall_s() + delay / 1000;
 		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: connection %u lost (%s); reconnecting in %.1f s",
 		       acct_name(s), w->id, err ? msg : "closed", delay / 1000.0);
-		w->backoff_ms = w->backoff_ms >= 150000 ? 300000 : w->backoff_ms * 2;
 		w->watch_synced = false;
 		if (mk_timer_start(s->o.loop, delay, restart_cb, w, &w->timer) == 0)
 			return; /* still counted live */
@@ -1325,7 +1341,7 @@ static void start_worker(struct mk_sync *s)
 	memset(w, 0, sizeof(*w));
 	w->s = s;
 	w->id = ++s->n_workers;
-	w->backoff_ms = 1000;
+	mk_backoff_init(&w->backoff, MK_BACKOFF_BASE_MS, MK_BACKOFF_CAP_MS, MK_BACKOFF_JITTER_EQUAL, NULL, NULL);
 	int r = connect_worker(w);
 	if (r < 0) {
 		s->n_workers--;

@@ -50,6 +50,8 @@ time it can fire in this server's life, later connections behave normally):
                     data, and the command still ends "OK FETCH completed."
   size-skew         RFC822.SIZE is the literal length + 17 (+- alternately)
   reorder           same as --item-order reorder
+  throttle          the first SELECT/EXAMINE gets Outlook's "NO Request is throttled.
+                    Suggested Backoff Time: 1500 milliseconds"; once
   bye-mid           "* BYE Connection closed. 14" after message K of a FETCH,
                     then close; once
 --fault-once makes every fault one-shot.
@@ -74,8 +76,8 @@ from datetime import datetime, timedelta, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXCHANGE_CAPS = "IMAP4 IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
 FAULTS = ["garbage", "truncate-literal", "huge-line", "huge-literal", "drop-mid-fetch", "empty-fetch",
-          "size-skew", "reorder", "bye-mid"]
-ONE_SHOT = {"drop-mid-fetch", "bye-mid"}
+          "size-skew", "reorder", "bye-mid", "throttle"]
+ONE_SHOT = {"drop-mid-fetch", "bye-mid", "throttle"}
 SPECIAL_USE = {"Drafts": "\\Drafts", "Sent Items": "\\Sent", "Deleted Items": "\\Trash",
                "Junk Email": "\\Junk", "Archive": "\\Archive"}
 ALWAYS = ["INBOX", "Drafts", "Sent Items", "Deleted Items", "Junk Email", "Archive"]
@@ -568,6 +570,10 @@ class Session:
                         t + b" OK STATUS completed.\r\n")
 
     async def select(self, t, cmd, name):
+        if self.s.fault_active("throttle"):
+            self.s.fire(self.cid, "throttle", name)
+            await self.send(t + b" NO Request is throttled. Suggested Backoff Time: 1500 milliseconds\r\n")
+            return False
         f = self.s.model.find(imap_utf7_decode(name))
         self.sel = None
         if not f:

@@ -158,6 +158,40 @@ def main():
         check(r.returncode == 0 and stored(cfg) == want, "empty FETCH: the next run completes the backup")
         h.stop()
 
+        # Outlook throttling: a one-shot sync stops and says so; the next run completes
+        h = Hostile(tmp, corpus, "throttle")
+        servers.append(h)
+        cfg = config(tmp, "throttle.conf", h.port, os.path.join(tmp, "store-throttle"))
+        r, _ = mk(cfg, "sync")
+        check(r.returncode != 0 and b"throttled by the server: Request is throttled. Suggested Backoff Time: 1500"
+              in r.stderr, "throttling: the sync stops with the server's words")
+        r, _ = mk(cfg, "sync")
+        check(r.returncode == 0 and stored(cfg) == want, "throttling: the next run completes")
+        h.stop()
+
+        # the agent obeys the hint: waits, reconnects, completes
+        h = Hostile(tmp, corpus, "throttle")
+        servers.append(h)
+        cfg = config(tmp, "throttle-run.conf", h.port, os.path.join(tmp, "store-throttle-run"))
+        log = open(os.path.join(tmp, "agent.log"), "w+")
+        p = subprocess.Popen([MAILKEEP, "-c", cfg, "run"], stdout=subprocess.PIPE, stderr=log, text=True)
+        ready = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ready:
+            line = p.stdout.readline()
+            ready = "ready" in line
+        complete = False
+        while ready and time.monotonic() < deadline and not complete:
+            complete = stored(cfg) == want
+            time.sleep(0.3)
+        p.send_signal(15)
+        rc = p.wait(30)
+        log.seek(0)
+        text = log.read()
+        check(ready and complete and rc == 0 and "the server asks to wait 1500 ms" in text,
+              "throttling: the agent waits as asked, reconnects and completes the backup")
+        h.stop()
+
         # hostile faults: clear error, bounded memory, nothing wrong stored, next run resumes
         for fault, words in (("garbage", b"unexpected response from the server"), ("truncate-literal", b"closed the connection"),
                              ("huge-line", b"line longer than"), ("huge-literal", b"literal of more than"),
