@@ -76,6 +76,10 @@ struct agent {
 	struct mk_metrics *metrics;
 	uv_timer_t watchdog;
 	bool watchdog_open;
+	uv_timer_t clock;     /* detects wall-clock jumps (suspend/resume) */
+	bool clock_open;
+	int64_t clock_wall_ms;
+	uint64_t clock_mono_ms;
 };
 
 static void acct_start(struct acct *a);
@@ -349,6 +353,8 @@ static void close_agent_handles(struct agent *ag)
 		uv_close((uv_handle_t *)&ag->force_timer, NULL);
 	if (ag->watchdog_open && !uv_is_closing((uv_handle_t *)&ag->watchdog))
 		uv_close((uv_handle_t *)&ag->watchdog, NULL);
+	if (ag->clock_open && !uv_is_closing((uv_handle_t *)&ag->clock))
+		uv_close((uv_handle_t *)&ag->clock, NULL);
 	if (ag->control != NULL) {
 		mk_control_close(ag->control, NULL);
 		ag->control = NULL;
@@ -548,6 +554,34 @@ static int control_handler(void *ud, const char *request, struct mk_buf *reply)
 	return MK_EINVAL;
 }
 
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A suspended laptop's monotonic clock stops while the wall clock runs
+ * on: a gap between the two means the TCP sessions are probably dead
+ * (the server dropped them) although nothing told us. Reconnect now and
+ * catch up, rather than wait for the read timeouts. */
+static void on_clock(uv_timer_t *t)
+{
+	struct agent *ag = t->data;
+	int64_t w = wall_ms();
+	uint64_t m = uv_hrtime() / 1000000;
+	int64_t drift = (w - ag->clock_wall_ms) - (int64_t)(m - ag->clock_mono_ms);
+	ag->clock_wall_ms = w;
+	ag->clock_mono_ms = m;
+	if (drift > 60000 || drift < -60000) {
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL,
+		       "the clock jumped %+.0f s (suspend/resume?): reconnecting every account", drift / 1000.0);
+		for (struct acct *a = ag->accts; a != NULL; a = a->next)
+			if (a->watch != NULL && !a->stopping)
+				mk_sync_reconnect(a->watch, "clock jump (suspend/resume?): reconnecting");
+	}
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
 	mk_notify_send("WATCHDOG=1");
@@ -602,6 +636,12 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 		ag->control = NULL;
 	}
 	mk_free(cpath);
+	uv_timer_init(&ag->loop, &ag->clock);
+	ag->clock.data = ag;
+	ag->clock_open = true;
+	ag->clock_wall_ms = wall_ms();
+	ag->clock_mono_ms = uv_hrtime() / 1000000;
+	uv_timer_start(&ag->clock, on_clock, 10000, 10000);
 	uint64_t wd = mk_notify_watchdog_usec();
 	if (wd > 0) {
 		uv_timer_init(&ag->loop, &ag->watchdog);

@@ -1466,6 +1466,18 @@ void mk_sync_stop(struct mk_sync *s)
 	}
 }
 
+void mk_sync_reconnect(struct mk_sync *s, const char *why)
+{
+	if (s->cancelled)
+		return;
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		mk_backoff_reset(&w->backoff);
+		if (w->sess != NULL && w->st != W_LOGOUT)
+			mk_imap_session_abort(w->sess, MK_ETIMEDOUT, why);
+	}
+}
+
 size_t mk_sync_status(const struct mk_sync *s, struct mk_sync_conn_status *out, size_t max)
 {
 	size_t n = 0;

@@ -93,6 +93,9 @@ struct mk_sync_conn_status {
 	int64_t retry_at;   /* backoff: unix seconds of the next attempt */
 	const char *last_error;
 };
+/* Agent mode: drop every connection and reconnect at once (after a
+ * suspend/resume or a network change, when TCP sessions are likely dead). */
+void mk_sync_reconnect(struct mk_sync *s, const char *why);
 size_t mk_sync_status(const struct mk_sync *s, struct mk_sync_conn_status *out, size_t max);
 /* Stops every session now (no LOGOUT); done runs. */
 void mk_sync_cancel(struct mk_sync *s);
