@@ -11,6 +11,7 @@
 #include "mk_err.h"
 #include "mk_lock.h"
 #include "mk_log.h"
+#include "mk_str.h"
 #include "mk_pop3_fetch.h" /* issue 7 */
 #include "mk_store.h"
 #include "mk_sync.h"
@@ -35,6 +36,8 @@ struct acct_run {
 };
 
 struct sync_cli {
+	char progress_folder[300];
+	int64_t progress_start_ms;
 	bool quiet, tty, verify;
 	uint64_t differences;
 	int64_t last_progress_ms;
@@ -65,11 +68,21 @@ static void on_progress(void *ud, const char *account, const char *folder, uint6
 	if (!c->tty || c->quiet)
 		return;
 	int64_t now = mono_ms();
+	char key[300];
+	snprintf(key, sizeof(key), "%s/%s", account, folder);
+	if (strcmp(key, c->progress_folder) != 0) {
+		mk_strlcpy(c->progress_folder, key, sizeof(c->progress_folder));
+		c->progress_start_ms = now;
+	}
 	if (now - c->last_progress_ms < 200 && done != total)
 		return;
 	c->last_progress_ms = now;
-	fprintf(stderr, "\r\033[K%s/%s: %llu/%llu messages, %.1f MB", account, folder, (unsigned long long)done,
-		(unsigned long long)total, (double)bytes / 1e6);
+	double secs = (double)(now - c->progress_start_ms) / 1000.0;
+	double rate = secs > 0.05 ? (double)bytes / 1e6 / secs : 0.0;
+	fprintf(stderr, "\r\033[K%s: %llu/%llu messages, %.1f MB, %.1f MB/s", key, (unsigned long long)done,
+		(unsigned long long)total, (double)bytes / 1e6, rate);
+	if (done > 0 && done < total && secs > 0.5)
+		fprintf(stderr, ", ETA %.0f s", secs * (double)(total - done) / (double)done);
 	c->progress_shown = true;
 }
 
