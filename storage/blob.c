@@ -16,27 +16,28 @@
  * deflate call at finish, by the store's compression threads (pool.c);
  * bigger ones switch to the streaming path above once they reach it.
  *
- * The level (measured 2026-11, Debian 12, zlib 1.2.13, 2 CPUs; corpus of
- * tests/fixtures/corpus.py --count 1000 --seed 1, 78.9 MB, one deflate
- * stream per message, "stored" when it does not pay):
+ * The level (measured 2026-11, Debian 12, zlib 1.2.13, 2 shared CPUs;
+ * store_bench files: corpus.py --count 1000 --seed 1, 78.9 MB, in memory,
+ * batches of 100; bench_sync.sh: 1,000 messages, 85 MB, from Dovecot on the
+ * same host; one deflate stream per message, "stored" when it does not pay):
  *
- *   level  ratio   1 thread   store_bench files (2 threads)  bench_sync.sh 1,000
- *                  MB/s       wall / CPU s   data.mdb/gzip-6  wall / CPU s (mbsync)
- *   1      0.542   71         0.92 / 1.23    1.167            1.27 / 1.43 (1.30)
- *   4      0.511   50         1.25 / 1.71    1.105            1.65 / 1.90 (1.12)
- *   5      0.504   38         1.56 / 2.21    1.089            2.05 / 2.39 (1.14)
- *   6      0.501   29         2.04 / 2.83    1.084            2.65 / 3.06 (0.98)
- *   6, inline (0 threads, as before):  2.85 / 2.83;  bench_sync 3.46 / 3.13
+ *   level  ratio  1 thread  store_bench, 2 threads    bench_sync, 2 threads
+ *                 MB/s      wall/CPU s  mdb/gzip-6    wall/CPU s  (mbsync wall)
+ *   1      0.542  71        0.98/1.25   1.167         1.27/1.43   (1.30)
+ *   4      0.511  50        1.36/1.75   1.105         1.65/1.90   (1.12)
+ *   5      0.504  38        1.73/2.22   1.089         2.05/2.39   (1.14)
+ *   6      0.501  29        2.37/2.92   1.084         2.65/3.06   (0.98)
+ *   6, 0 threads (as before):  2.91/2.87              3.46/3.13   (1.55)
  *
- * (levels 2 and 3: 0.532 at 66 MB/s, 0.526 at 55 MB/s; deflateTune points
- * fall on the same curve, e.g. level 6 with max_chain 16: 0.506 at
- * 45 MB/s.) Threads alone do not bring level 6 near mbsync: on 2 CPUs
- * shared with the server its 2.8 CPU-seconds per 79 MB are the floor. So
- * the default (MK__STORE_DEFAULT_ZLEVEL, for callers passing 0) is 4: 40 %
- * less CPU than 6 for 2 points of ratio; level 1 matches mbsync's wall
- * time but stores 8 % more. data.mdb is ~6 % over the compressed bytes
- * (one overflow-page run per body, rounded to 4 KiB), which alone keeps
- * every level above 1.05 x gzip -6.
+ * Levels 2 and 3: 0.532 at 66 MB/s, 0.526 at 55 MB/s; deflateTune points
+ * fall on the same curve (level 6 with max_chain 16: 0.506 at 45 MB/s).
+ * The threads take level 6 from 3.5 s to 2.7 s but not near mbsync: on 2
+ * CPUs shared with the server its ~2.8 CPU-seconds per 80 MB are the
+ * floor. So the default (MK__STORE_DEFAULT_ZLEVEL, for callers passing 0)
+ * is 4: 40 % less CPU than 6 for 2 % more bytes; level 1 matches mbsync's
+ * wall time but stores 8 % more. data.mdb is ~6 % over the compressed
+ * bytes (each body's chunk is its own run of 4 KiB overflow pages), which
+ * alone keeps every level above 1.05 x gzip -6.
  */
 #include "mk_alloc.h"
 #include "mk_err.h"

@@ -18,12 +18,14 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static size_t test_initial_map;
@@ -189,6 +191,7 @@ int mk__store_write(struct mk_store *st, mk__store_txn_fn fn, void *ud, bool bat
 #else
 		(void)batch_commit;
 #endif
+		mk__store_release_map(st);
 		return 0;
 	}
 }
@@ -520,7 +523,7 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(st->env, test_initial_map ? test_initial_map : MK__STORE_INITIAL_MAP);
 	if (rc == 0)
-		rc = mdb_env_open(st->env, dir, 0, 0600);
+		rc = mdb_env_open(st->env, dir, MDB_NORDAHEAD, 0600);
 	if (rc != 0) {
 		ret = rc == EACCES || rc == EPERM ? MK_EPERM : rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ? MK_ECORRUPT : MK_EIO;
 		*error_r = mk_xasprintf("store %s: cannot open: %s", dir, mdb_strerror(rc));
@@ -1143,4 +1146,38 @@ int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE
 	mk_sha256_final(&ctx, digest_r);
 	*stored_r = total;
 	return ret;
+}
+
+/* The map is read-only (no MDB_WRITEMAP): its pages are clean page cache
+ * that LMDB touched while searching the trees. A long sync touches a great
+ * many of them, and each counts in our RSS although the kernel could drop
+ * it any time (measured: 79 MiB of file pages against 13 MiB of heap after
+ * 10,000 messages). Drop them from our page tables after each commit: a
+ * later access is a minor fault, nothing is read from disk again unless
+ * the page cache itself was evicted. */
+void mk__store_release_map(struct mk_store *st)
+{
+	/* LMDB does not say where its map is (me_mapaddr is set only with
+	 * MDB_FIXEDMAP), and it moves when the map grows: find the mapping of
+	 * our data.mdb in /proc/self/maps, cheaply, once per commit. */
+	char real[PATH_MAX], path[PATH_MAX + 16];
+	if (realpath(st->dir, real) == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/data.mdb", real);
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (f == NULL)
+		return;
+	char line[4400];
+	while (fgets(line, sizeof(line), f) != NULL) {
+		size_t n = strlen(line);
+		while (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		size_t pl = strlen(path);
+		if (n < pl || strcmp(line + n - pl, path) != 0)
+			continue;
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+	}
+	fclose(f);
 }

@@ -322,4 +322,7 @@ int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE
 int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int *codec_r,
 			     uint32_t *n_chunks_r);
 
+/* After a commit: drops the read-only map's clean pages from our RSS. */
+void mk__store_release_map(struct mk_store *st);
+
 #endif

@@ -12,6 +12,7 @@
 #include "mk_alloc.h"
 #include "mk_err.h"
 #include "mk_log.h"
+#include "mk_trace.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -40,25 +41,22 @@ struct mk_imap_session {
 	char account[64];
 };
 
+/* `ud` points to the `secret` of trace_lines. */
+static bool hide_secret_line(const uint8_t *line, size_t n, unsigned index, const void *ud)
+{
+	int secret = *(const int *)ud;
+	(void)line;
+	(void)n;
+	return secret == 2 || (secret == 1 && index > 0);
+}
+
 /* `secret`: 0 = redact by command, 1 = redact the first line by command and
  * hide every later line (literals of LOGIN), 2 = hide every line (SASL
  * responses and held literals sent after "+"). */
 static void trace_lines(struct mk_imap_session *s, const char *dir, const uint8_t *p, size_t n, int secret)
 {
-	if (!s->trace || !mk_log_enabled(MK_LOG_TRACE))
-		return;
-	bool first = true;
-	while (n > 0) {
-		bool sasl = secret == 2 || (secret == 1 && !first);
-		first = false;
-		const uint8_t *lf = memchr(p, '\n', n);
-		size_t l = lf ? (size_t)(lf - p) + 1 : n;
-		char out[300];
-		mk_log_redact_line((const char *)p, l > 200 ? 200 : l, sasl, out, sizeof(out));
-		mk_log(MK_LOG_TRACE, MK_LOG_CAT_PROTO, &s->log, "%s %s%s", dir, out, l > 200 ? " ..." : "");
-		p += l;
-		n -= l;
-	}
+	if (s->trace)
+		mk_trace_log(&s->log, dir, p, n, hide_secret_line, &secret);
 }
 
 static void fail(struct mk_imap_session *s, int err, const char *msg)
@@ -109,11 +107,11 @@ static void handle_event(struct mk_imap_session *s, const struct mk_imap_event *
 		if (s->starttls) {
 			unsigned tag;
 			s->phase = PH_CAPA;
-			if (s->core.caps_known && !mk_imap_client_has_cap(&s->core, "STARTTLS")) {
+			if (s->core.caps.known && !mk_imap_client_has_cap(&s->core, "STARTTLS")) {
 				fail(s, MK_ETLS, "server does not offer STARTTLS; refusing to continue without TLS");
 				return;
 			}
-			if (s->core.caps_known) {
+			if (s->core.caps.known) {
 				s->phase = PH_STARTTLS;
 				submit_internal(s, MK_IMAP_CMD_STARTTLS, &s->starttls_tag);
 			} else {
@@ -269,7 +267,7 @@ bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap)
 
 bool mk_imap_session_caps_known(const struct mk_imap_session *s)
 {
-	return s->core.caps_known;
+	return s->core.caps.known;
 }
 
 void mk_imap_session_close(struct mk_imap_session *s)

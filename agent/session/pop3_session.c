@@ -12,6 +12,7 @@
 #include "mk_alloc.h"
 #include "mk_err.h"
 #include "mk_log.h"
+#include "mk_trace.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -52,20 +53,18 @@ static bool is_command_line(const uint8_t *p, size_t n)
 	return false;
 }
 
+static bool hide_sasl_line(const uint8_t *line, size_t n, unsigned index, const void *ud)
+{
+	(void)index;
+	(void)ud;
+	return !is_command_line(line, n);
+}
+
+/* `out`: lines we send, of which SASL responses are hidden whole. */
 static void trace_lines(struct mk_pop3_session *s, const char *dir, const uint8_t *p, size_t n, bool out)
 {
-	if (!s->trace || !mk_log_enabled(MK_LOG_TRACE))
-		return;
-	while (n > 0) {
-		const uint8_t *lf = memchr(p, '\n', n);
-		size_t l = lf ? (size_t)(lf - p) + 1 : n;
-		char buf[300];
-		bool sasl = out && !is_command_line(p, l);
-		mk_log_redact_line((const char *)p, l > 200 ? 200 : l, sasl, buf, sizeof(buf));
-		mk_log(MK_LOG_TRACE, MK_LOG_CAT_PROTO, &s->log, "%s %s%s", dir, buf, l > 200 ? " ..." : "");
-		p += l;
-		n -= l;
-	}
+	if (s->trace)
+		mk_trace_log(&s->log, dir, p, n, out ? hide_sasl_line : NULL, NULL);
 }
 
 static void fail(struct mk_pop3_session *s, int err, const char *msg)
@@ -251,7 +250,7 @@ bool mk_pop3_session_has_sasl(const struct mk_pop3_session *s, const char *mech)
 
 bool mk_pop3_session_caps_known(const struct mk_pop3_session *s)
 {
-	return s->core.caps_known;
+	return s->core.caps.known;
 }
 
 void mk_pop3_session_close(struct mk_pop3_session *s)

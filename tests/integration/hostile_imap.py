@@ -74,6 +74,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+from mkfix import imap_quote, utf7_decode, utf7_encode  # noqa: E402  (tests/fixtures/mkfix.py)
+
 EXCHANGE_CAPS = "IMAP4 IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
 FAULTS = ["garbage", "truncate-literal", "huge-line", "huge-literal", "drop-mid-fetch", "empty-fetch",
           "size-skew", "reorder", "bye-mid", "throttle"]
@@ -88,47 +91,6 @@ MAX_COMMAND = 64 * 1024
 
 class ProtocolError(Exception):
     pass
-
-
-def imap_utf7_encode(name):
-    out, buf = [], []
-
-    def flush():
-        if buf:
-            b = "".join(buf).encode("utf-16-be")
-            out.append("&" + base64.b64encode(b).decode().rstrip("=").replace("/", ",") + "-")
-            buf.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            buf.append(ch)
-    flush()
-    return "".join(out)
-
-
-def imap_utf7_decode(s):
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "&":
-            j = s.index("-", i)
-            if j == i + 1:
-                out.append("&")
-            else:
-                b64 = s[i + 1:j].replace(",", "/")
-                b64 += "=" * (-len(b64) % 4)
-                out.append(base64.b64decode(b64).decode("utf-16-be"))
-            i = j + 1
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
-def quote(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Message:
@@ -197,7 +159,6 @@ def load_corpus(model, d):
 
 
 def generate(model, n, seed):
-    sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
     import corpus  # noqa: E402  (tests/fixtures/corpus.py)
     gen = corpus.Corpus(seed, "alice@example.test", corpus.Sources(True))
     for i in range(n):
@@ -535,7 +496,7 @@ class Session:
     # -- folders -------------------------------------------------------------
 
     async def list(self, t, cmd, ref, pattern):
-        pat = imap_utf7_decode(ref + pattern)
+        pat = utf7_decode(ref + pattern)
         rx = re.compile("^" + "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pat) + "$",
                         re.IGNORECASE if pat.upper().startswith("INBOX") else 0)
         out = []
@@ -550,11 +511,11 @@ class Session:
             if name in SPECIAL_USE:
                 attrs.append(SPECIAL_USE[name])
             out.append(b'* %s (%s) "/" %s\r\n' % (cmd.encode(), " ".join(attrs).encode(),
-                                                  quote(imap_utf7_encode(name)).encode()))
+                                                  imap_quote(utf7_encode(name)).encode()))
         await self.send(b"".join(out) + t + b" OK %s completed.\r\n" % cmd.encode())
 
     async def status(self, t, name, items):
-        f = self.s.model.find(imap_utf7_decode(name))
+        f = self.s.model.find(utf7_decode(name))
         if not f:
             await self.send(t + b" NO The requested item could not be found.\r\n")
             return
@@ -566,7 +527,7 @@ class Session:
             if v is None:
                 raise ProtocolError("bad STATUS item")
             vals.append("%s %d" % (it, v))
-        await self.send(b"* STATUS %s (%s)\r\n" % (quote(name).encode(), " ".join(vals).encode()) +
+        await self.send(b"* STATUS %s (%s)\r\n" % (imap_quote(name).encode(), " ".join(vals).encode()) +
                         t + b" OK STATUS completed.\r\n")
 
     async def select(self, t, cmd, name):
@@ -574,7 +535,7 @@ class Session:
             self.s.fire(self.cid, "throttle", name)
             await self.send(t + b" NO Request is throttled. Suggested Backoff Time: 1500 milliseconds\r\n")
             return False
-        f = self.s.model.find(imap_utf7_decode(name))
+        f = self.s.model.find(utf7_decode(name))
         self.sel = None
         if not f:
             await self.send(t + b" NO %s doesn't exist.\r\n" % name.encode())

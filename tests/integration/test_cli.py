@@ -6,39 +6,21 @@ usage: test_cli.py MAILKEEP    (MK_FIX_ENV names the fixture's env file)
 """
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, read_env, write_private  # noqa: E402
+
 MAILKEEP = sys.argv[1]
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures += 1
-
-
-def load_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if "=" in line and not line.startswith(("#", "export")):
-            k, v = line.split("=", 1)
-            env[k] = shlex.split(v)[0] if v else ""
-    return env
+TALLY = Tally()
+check = TALLY.check
 
 
 def write(tmp, name, text, mode=0o600):
-    p = os.path.join(tmp, name)
-    with open(p, "w") as f:
-        f.write(text)
-    os.chmod(p, mode)
-    return p
+    return write_private(os.path.join(tmp, name), text, mode)
 
 
 def mk(*args):
@@ -48,7 +30,7 @@ def mk(*args):
 
 
 def main():
-    fx = load_env(os.environ["MK_FIX_ENV"])
+    fx = read_env(os.environ["MK_FIX_ENV"])
     tmp = tempfile.mkdtemp(prefix="mk-cli-")
     secret = write(tmp, "secret", fx["MK_PASS"] + "\n")
     base = (f"[defaults]\nstore = {tmp}/store\ntls_ca_file = {fx['MK_CA_FILE']}\n"
@@ -113,8 +95,8 @@ def main():
     check(r.returncode == 0 and r.stdout.startswith("mailkeep "), "--version")
 
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all CLI checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all CLI checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

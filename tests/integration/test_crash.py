@@ -14,7 +14,6 @@ usage: test_crash.py MAILKEEP SRCDIR
 import json
 import os
 import random
-import shlex
 import shutil
 import signal
 import subprocess
@@ -22,36 +21,20 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, fixture_start, fixture_stop, read_env, write_private  # noqa: E402
+
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SRC, "tests", "fixtures")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures += 1
-
-
-def load_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if "=" in line and not line.startswith(("#", "export")):
-            k, v = line.split("=", 1)
-            env[k] = shlex.split(v)[0] if v else ""
-    return env
+TALLY = Tally()
+check = TALLY.check
 
 
 def write_cfg(tmp, name, fx, store):
-    cfg = os.path.join(tmp, name)
-    with open(cfg, "w") as f:
-        f.write(f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
-                f"[account a]\nemail = {fx['MK_USER']}\nauth = plain\npassword = {fx['MK_PASS']}\n"
-                f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\nmax_connections = 2\n")
-    os.chmod(cfg, 0o600)
-    return cfg
+    return write_private(os.path.join(tmp, name),
+                         f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
+                         f"[account a]\nemail = {fx['MK_USER']}\nauth = plain\npassword = {fx['MK_PASS']}\n"
+                         f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\nmax_connections = 2\n")
 
 
 def run(cfg, *args, env=None):
@@ -75,14 +58,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mk-crash-")
     os.chmod(tmp, 0o755)
     fixdir = os.path.join(tmp, "fix")
-    r = subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "start", fixdir],
-                       env=dict(os.environ, MK_FIX_NO_SEED="1"), capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("FAIL could not start the Dovecot fixture")
+    if not fixture_start(fixdir, MK_FIX_NO_SEED="1"):
         return 1
     try:
-        fx = load_env(os.path.join(fixdir, "env"))
+        fx = read_env(os.path.join(fixdir, "env"))
         subprocess.run(["/usr/bin/python3", os.path.join(FIX, "corpus.py"), "--count", "90", "--seed", "crash",
                         "--append-imap", "--env", os.path.join(fixdir, "env"), "--quiet"], check=True)
         ref_cfg = write_cfg(tmp, "ref.conf", fx, os.path.join(tmp, "ref"))
@@ -161,10 +140,10 @@ def main():
         check(good == 8, f"kill -9 at random moments ({kills} of 8 runs killed mid-way): verify clean, "
                          "rerun equals the clean run")
     finally:
-        subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "stop", fixdir], capture_output=True)
+        fixture_stop(fixdir)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all crash checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all crash checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

@@ -28,7 +28,7 @@ import ssl
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from mkfix import check, fail, imap_quote, load_env, parse_list, tls_context, utf7_encode  # noqa: E402
 
 poplib._MAXLINE = 1 << 20  # a seeded message has a ~4000-octet line

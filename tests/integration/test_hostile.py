@@ -20,19 +20,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, run_hwm, write_private  # noqa: E402
+
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 HERE = os.path.join(SRC, "tests", "integration")
 FIX = os.path.join(SRC, "tests", "fixtures")
 COUNT = 40
 SEED = "hostile-test"
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures += 1
+TALLY = Tally()
+check = TALLY.check
 
 
 class Hostile:
@@ -65,40 +62,16 @@ class Hostile:
 
 
 def config(tmp, name, port, store):
-    cfg = os.path.join(tmp, name)
-    with open(cfg, "w") as f:
-        f.write(f"[defaults]\nstore = {store}\ntls_ca_file = {tmp}/tls/ca.pem\n"
-                f"[account work]\nemail = alice@example.test\nauth = plain\npassword = pw\n"
-                f"imap_host = 127.0.0.1\nimap_port = {port}\nmax_connections = 2\ntimeout = 5\n")
-    os.chmod(cfg, 0o600)
-    return cfg
+    return write_private(os.path.join(tmp, name),
+                         f"[defaults]\nstore = {store}\ntls_ca_file = {tmp}/tls/ca.pem\n"
+                         f"[account work]\nemail = alice@example.test\nauth = plain\npassword = pw\n"
+                         f"imap_host = 127.0.0.1\nimap_port = {port}\nmax_connections = 2\ntimeout = 5\n")
 
 
 def mk(cfg, *args):
     """runs mailkeep; returns (result, its own peak RSS in KiB)"""
     rc, out, err, hwm = run_hwm([MAILKEEP, "-c", cfg, *args])
     return subprocess.CompletedProcess([MAILKEEP], rc, out, err), hwm
-
-
-def run_hwm(argv, **kw):
-    """Runs argv; returns (returncode, stdout, stderr, peak RSS in KiB).
-    The peak is the child's own VmHWM, polled from /proc: rusage's maxrss
-    would include the (large) Python parent's memory from before exec."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    p = subprocess.Popen(argv, stdout=out, stderr=err, **kw)
-    hwm = 0
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm = max(hwm, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.01)
-    out.seek(0)
-    err.seek(0)
-    return p.returncode, out.read(), err.read(), hwm
 
 
 def stored(cfg):
@@ -218,8 +191,8 @@ def main():
         for h in servers:
             h.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all hostile-server checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all hostile-server checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

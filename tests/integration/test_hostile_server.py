@@ -29,19 +29,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures")
+sys.path.insert(0, FIXTURES)
+from mkfix import Tally, imap_quote, utf7_encode  # noqa: E402  (tests/fixtures/mkfix.py)
 PY = sys.executable or "/usr/bin/python3"
 USER, PASSWORD = "alice@example.test", "s3cret pw"
 FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
 
-failures = []
-
-
-def check(cond, what):
-    if cond:
-        print("ok   %s" % what)
-    else:
-        print("FAIL %s" % what)
-        failures.append(what)
+TALLY = Tally()
+check = TALLY.check
 
 
 class Hostile:
@@ -201,14 +196,14 @@ def main():
         for d in data:
             m = re.match(rb'\(([^)]*)\) "/" "(.*)"$', d)
             names[m.group(2).decode()] = m.group(1).decode()
-        check(all(imaplib_name(f) in names for f in by_folder), "LIST shows every corpus folder")
+        check(all(utf7_encode(f) in names for f in by_folder), "LIST shows every corpus folder")
         check("\\Sent" in names.get("Sent Items", "") and "\\HasNoChildren" in names.get("INBOX", ""),
               "LIST attributes (\\Sent, \\HasNoChildren)")
         check("\\HasChildren" in names.get("Archive", ""), "LIST \\HasChildren on Archive")
         check("Donn&AOk-es" in names, "LIST sends modified UTF-7 (Donn&AOk-es)")
         all_ok = True
         for folder, entries in by_folder.items():
-            typ, data = im.select(quote(imaplib_name(folder)), readonly=True)
+            typ, data = im.select(imap_quote(utf7_encode(folder)), readonly=True)
             all_ok &= typ == "OK" and int(data[0]) == len(entries)
             typ, data = im.uid("SEARCH", None, "ALL")
             all_ok &= data[0].split() == [str(k + 1).encode() for k in range(len(entries))]
@@ -424,38 +419,14 @@ def main():
     finally:
         for h in servers:
             h.stop()
-        if not failures:
+        if not TALLY.failures:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("kept %s for inspection" % work)
-    if failures:
-        print("%d check(s) failed" % len(failures))
+    if TALLY.failures:
+        print("%d check(s) failed" % TALLY.failures)
         sys.exit(1)
     print("all checks passed")
-
-
-def imaplib_name(folder):
-    """Modified UTF-7 name (as LIST shows it)."""
-    out, buf = [], []
-
-    def flush():
-        if buf:
-            b = "".join(buf).encode("utf-16-be")
-            out.append("&" + base64.b64encode(b).decode().rstrip("=").replace("/", ",") + "-")
-            buf.clear()
-
-    for ch in folder:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            buf.append(ch)
-    flush()
-    return "".join(out)
-
-
-def quote(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 if __name__ == "__main__":

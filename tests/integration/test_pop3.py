@@ -26,7 +26,6 @@ import json
 import os
 import poplib
 poplib._MAXLINE = 64 * 1024 * 1024  # corpus messages have long lines
-import shlex
 import shutil
 import signal
 import ssl
@@ -35,27 +34,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, fixture_start, fixture_stop, read_env, run_hwm, write_private  # noqa: E402
+
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SRC, "tests", "fixtures")
 HOSTILE = os.path.join(SRC, "tests", "integration", "hostile_pop3.py")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures += 1
-
-
-def load_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if "=" in line and not line.startswith(("#", "export")):
-            k, v = line.split("=", 1)
-            env[k] = shlex.split(v)[0] if v else ""
-    return env
+TALLY = Tally()
+check = TALLY.check
 
 
 def mk(cfg, *args, env=None, timeout=600):
@@ -63,31 +49,13 @@ def mk(cfg, *args, env=None, timeout=600):
                           env=dict(os.environ, **(env or {})))
 
 
-def run_hwm(argv, env=None):
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **(env or {})))
-    hwm = 0
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm = max(hwm, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.01)
-    out, err = p.communicate()
-    return p.returncode, out, err, hwm
-
-
 def write_cfg(path, store, fx, user, pw, port, extra="", tls=None, imap=False):
-    with open(path, "w") as f:
-        f.write(f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
-                f"[account a]\nemail = {user}\nauth = plain\npassword = {pw}\n"
-                f"pop3_host = 127.0.0.1\npop3_port = {port}\n"
-                + (f"pop3_tls = {tls}\n" if tls else "")
-                + (f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\n" if imap else "")
-                + extra)
-    os.chmod(path, 0o600)
+    write_private(path, f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
+                  f"[account a]\nemail = {user}\nauth = plain\npassword = {pw}\n"
+                  f"pop3_host = 127.0.0.1\npop3_port = {port}\n"
+                  + (f"pop3_tls = {tls}\n" if tls else "")
+                  + (f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\n" if imap else "")
+                  + extra)
 
 
 def pop_snapshot(fx, user, pw):
@@ -356,28 +324,23 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mk-pop3-")
     os.chmod(tmp, 0o755)  # Dovecot's and Postfix's users must reach the fixture
     fixdir = os.path.join(tmp, "fix")
-    env = dict(os.environ, MK_FIX_NO_SEED="1")
-    r = subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "start", fixdir], env=env,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("FAIL could not start the Dovecot fixture")
+    if not fixture_start(fixdir, MK_FIX_NO_SEED="1"):
         return 1
     try:
         envp = os.path.join(fixdir, "env")
-        fx = load_env(envp)
+        fx = read_env(envp)
         snap = test_dovecot(tmp, fx, envp)
         test_crash(tmp, fx, snap)
         test_delete(tmp, fx, envp)
         test_hostile(tmp, fx)
     finally:
-        subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "stop", fixdir], capture_output=True)
-        if failures == 0:
+        fixture_stop(fixdir)
+        if TALLY.failures == 0:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("state kept in " + tmp)
-    print(f"{failures} failed" if failures else "all POP3 checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all POP3 checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

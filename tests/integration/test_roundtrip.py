@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from mkfix import check, fail, load_env, tls_context  # noqa: E402
 
 HOST = "127.0.0.1"

@@ -19,7 +19,6 @@ usage: test_run.py MAILKEEP SRCDIR
 import json
 import os
 import random
-import shlex
 import shutil
 import signal
 import smtplib
@@ -29,27 +28,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, fixture_start, fixture_stop, read_env, write_private  # noqa: E402
+
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SRC, "tests", "fixtures")
 HERE = os.path.join(SRC, "tests", "integration")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures += 1
-
-
-def load_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if "=" in line and not line.startswith(("#", "export")):
-            k, v = line.split("=", 1)
-            env[k] = shlex.split(v)[0] if v else ""
-    return env
+TALLY = Tally()
+check = TALLY.check
 
 
 def deliver(fx, rcpt, subject):
@@ -103,17 +89,13 @@ def main():
     os.chmod(tmp, 0o755)
     fixdir = os.path.join(tmp, "fix")
     base = 20000 + random.Random(os.getpid()).randrange(0, 2000) * 10
-    fenv = dict(os.environ, MK_FIX_NO_SEED="1", MK_FIX_NO_POSTFIX="1", MK_TEST_PORT_BASE=str(base))
-    r = subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "start", fixdir], env=fenv, capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("FAIL could not start the Dovecot fixture")
+    fenv = dict(MK_FIX_NO_SEED="1", MK_FIX_NO_POSTFIX="1", MK_TEST_PORT_BASE=str(base))
+    if not fixture_start(fixdir, **fenv):
         return 1
     agent = None
     proxy = None
     try:
-        fx = load_env(os.path.join(fixdir, "env"))
+        fx = read_env(os.path.join(fixdir, "env"))
         deliver(fx, fx["MK_USER"], "before start")
         port_file = os.path.join(tmp, "proxy.port")
         proxy = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "blackhole_proxy.py"), "--target",
@@ -127,9 +109,7 @@ def main():
         cfg = os.path.join(tmp, "config")
         alice = account("alice", fx, fx["MK_USER"], fx["MK_PASS"], pport)
         bad = account("wrong", fx, fx["MK_USER2"], "not-the-password", fx["MK_IMAPS_PORT"])
-        with open(cfg, "w") as f:
-            f.write(head + alice + bad)
-        os.chmod(cfg, 0o600)
+        write_private(cfg, head + alice + bad)
 
         # a fake systemd notify socket
         import socket as socketmod
@@ -195,8 +175,7 @@ def main():
 
         # SIGHUP: add bob (the wrong-password account is dropped)
         deliver(fx, fx["MK_USER2"], "bob mail")
-        with open(cfg, "w") as f:
-            f.write(head + alice + account("bob", fx, fx["MK_USER2"], fx["MK_PASS2"], fx["MK_IMAPS_PORT"]))
+        write_private(cfg, head + alice + account("bob", fx, fx["MK_USER2"], fx["MK_PASS2"], fx["MK_IMAPS_PORT"]))
         agent.p.send_signal(signal.SIGHUP)
         check(wait_for(lambda: "bob mail" in subjects(cfg, "bob"), 30), "SIGHUP: an added account is synced")
         check("1 accounts kept" in agent.text(),
@@ -228,7 +207,7 @@ def main():
         got = subjects(cfg, "alice")
         check(r.returncode == 0 and all(f"big {i}" in got for i in range(30)),
               "nothing lost: the next run completes the interrupted fetch")
-        if failures:
+        if TALLY.failures:
             print(agent.text()[-3000:])
     finally:
         if agent is not None and agent.p.poll() is None:
@@ -237,10 +216,10 @@ def main():
         if proxy is not None:
             proxy.kill()
             proxy.wait()
-        subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "stop", fixdir], env=fenv, capture_output=True)
+        fixture_stop(fixdir, **fenv)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all agent checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all agent checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

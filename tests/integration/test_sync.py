@@ -26,34 +26,20 @@ import os
 import random
 import re
 import shutil
-import shlex
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import (Tally, fixture_start, fixture_stop, imap_quote, read_env, run_hwm,  # noqa: E402
+                   utf7_decode, utf7_encode, write_private)
 
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SRC, "tests", "fixtures")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures += 1
-
-
-def load_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if "=" in line and not line.startswith(("#", "export")):
-            k, v = line.split("=", 1)
-            env[k] = shlex.split(v)[0] if v else ""
-    return env
+TALLY = Tally()
+check = TALLY.check
 
 
 def mk(cfg, *args, check_rc=None):
@@ -75,9 +61,7 @@ class Server:
 
     @staticmethod
     def q(name):
-        # modified UTF-7 for the names we use
-        enc = name.replace("&", "&-").replace("é", "&AOk-")
-        return '"' + enc.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return imap_quote(utf7_encode(name))
 
     def snapshot(self, folder):
         """uid -> (sha256, flags set) as Dovecot serves them."""
@@ -107,29 +91,8 @@ class Server:
             name = m.group(3).decode()
             if name.startswith('"'):
                 name = name[1:-1]
-            names.append(name.replace("&AOk-", "é").replace("&-", "&"))
+            names.append(utf7_decode(name))
         return names
-
-
-def run_hwm(argv, **kw):
-    """Runs argv; returns (returncode, stdout, stderr, peak RSS in KiB).
-    The peak is the child's own VmHWM, polled from /proc: rusage's maxrss
-    would include the (large) Python parent's memory from before exec."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    p = subprocess.Popen(argv, stdout=out, stderr=err, **kw)
-    hwm = 0
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm = max(hwm, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.01)
-    out.seek(0)
-    err.seek(0)
-    return p.returncode, out.read(), err.read(), hwm
 
 
 def flags_of(lsflags):
@@ -175,15 +138,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mk-sync-")
     os.chmod(tmp, 0o755)  # Postfix's unprivileged user must reach its dirs in the fixture
     fixdir = os.path.join(tmp, "fix")
-    env = dict(os.environ, MK_FIX_NO_SEED="1")
-    r = subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "start", fixdir], env=env,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("FAIL could not start the Dovecot fixture")
+    if not fixture_start(fixdir, MK_FIX_NO_SEED="1"):
         return 1
     try:
-        fx = load_env(os.path.join(fixdir, "env"))
+        fx = read_env(os.path.join(fixdir, "env"))
         srv = Server(fx)
         count = int(os.environ.get("MK_SYNC_TEST_COUNT", "160"))
         subprocess.run(["/usr/bin/python3", os.path.join(FIX, "corpus.py"), "--count", str(count), "--seed",
@@ -191,11 +149,9 @@ def main():
                        check=True)
         store = os.path.join(tmp, "store")
         cfg = os.path.join(tmp, "config")
-        with open(cfg, "w") as f:
-            f.write(f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
-                    f"[account a]\nemail = {fx['MK_USER']}\nauth = plain\npassword = {fx['MK_PASS']}\n"
-                    f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\nmax_connections = 3\n")
-        os.chmod(cfg, 0o600)
+        write_private(cfg, f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\n"
+                      f"[account a]\nemail = {fx['MK_USER']}\nauth = plain\npassword = {fx['MK_PASS']}\n"
+                      f"imap_host = 127.0.0.1\nimap_port = {fx['MK_IMAPS_PORT']}\nmax_connections = 3\n")
 
         before = {f: srv.snapshot(f) for f in srv.folders()}
         r = mk(cfg, "sync", check_rc=0)
@@ -368,17 +324,15 @@ def main():
             if flipped:
                 break
         badcfg = os.path.join(tmp, "config-bad")
-        with open(badcfg, "w") as f:
-            f.write(open(cfg).read().replace(f"store = {store}", f"store = {bad}"))
-        os.chmod(badcfg, 0o600)
+        write_private(badcfg, open(cfg).read().replace(f"store = {store}", f"store = {bad}"))
         r = mk(badcfg, "verify")
         check(flipped and r.returncode == 65 and b"PROBLEMS FOUND" in r.stdout,
               "verify detects a flipped byte in a stored body (exit 65)")
     finally:
-        subprocess.run(["sh", os.path.join(FIX, "mailserver.sh"), "stop", fixdir], capture_output=True)
+        fixture_stop(fixdir)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all sync checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all sync checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

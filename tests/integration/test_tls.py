@@ -17,17 +17,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from mkfix import Tally, write_private  # noqa: E402
+
 MAILKEEP, MKCA = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
 PASSWORD = "s3cret-Pa55word-never-logged"
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures += 1
+TALLY = Tally()
+check = TALLY.check
 
 
 def start_server(tmp, mode):
@@ -46,11 +43,9 @@ def start_server(tmp, mode):
 
 def run(tmp, name, port, tls="implicit", host="127.0.0.1", ca=True, extra="", args=()):
     cfg = os.path.join(tmp, f"{name}.conf")
-    with open(cfg, "w") as f:
-        f.write(f"[defaults]\nstore = {tmp}/store\n[account {name}]\nemail = alice@example.test\n"
-                f"auth = plain\npassword = {PASSWORD}\nimap_host = {host}\nimap_port = {port}\n"
-                f"imap_tls = {tls}\n" + (f"tls_ca_file = {tmp}/tls/ca.pem\n" if ca else "") + extra)
-    os.chmod(cfg, 0o600)
+    write_private(cfg, f"[defaults]\nstore = {tmp}/store\n[account {name}]\nemail = alice@example.test\n"
+                  f"auth = plain\npassword = {PASSWORD}\nimap_host = {host}\nimap_port = {port}\n"
+                  f"imap_tls = {tls}\n" + (f"tls_ca_file = {tmp}/tls/ca.pem\n" if ca else "") + extra)
     env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     r = subprocess.run([MAILKEEP, "-c", cfg, "folders", *args, name], capture_output=True, text=True,
                        env=env, timeout=120)
@@ -146,8 +141,8 @@ def main():
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{failures} failed" if failures else "all TLS checks passed")
-    return 1 if failures else 0
+    print(f"{TALLY.failures} failed" if TALLY.failures else "all TLS checks passed")
+    return 1 if TALLY.failures else 0
 
 
 sys.exit(main())

@@ -7,8 +7,10 @@
  * never commit, map growth from a tiny map, corruption detection, bounded
  * batch memory for a 50 MB body, and crashes at every commit of a scenario
  * (MK_TEST_HOOKS builds use MK_TEST_CRASH_AT/BEFORE; other builds _exit in
- * the child at the same points). Stores live under one mkdtemp()
- * directory removed at the end.
+ * the child at the same points), and the compression threads: the same
+ * stored bytes with 0 or 2 threads, commits while jobs run, back-pressure
+ * of a full queue, close with jobs pending, crashes with jobs queued.
+ * Stores live under one mkdtemp() directory removed at the end.
  */
 #include "mk_alloc.h"
 #include "mk_err.h"
@@ -999,6 +1001,351 @@ static void test_crash(void **state)
 	mk_free(dir);
 }
 
+/* ---- compression threads ---- */
+
+/* Bodies of every shape the pool sees or skips: empty, tiny, text,
+ * random (stored codec), just under and over the spill size, duplicates. */
+#define POOL_BODIES 40
+
+static size_t pool_body(uint8_t *p, int i)
+{
+	static const size_t sizes[] = {0, 1, 300, 5000, 20000, 85000, 200000, 1024 * 1024 - 1, 1024 * 1024,
+				       1500 * 1000};
+	size_t n = sizes[i % 10];
+	if (i % 3 == 0)
+		fill_random(p, n, (uint64_t)(i % 17) + 100); /* i % 17: some repeat */
+	else
+		fill_text(p, n, (uint64_t)(i % 17) + 200);
+	return n;
+}
+
+/* Stores POOL_BODIES bodies with `threads` compression threads, committing
+ * every 7; returns the store (still open) and fills shas. */
+static struct mk_store *pool_fill(const char *dir, unsigned threads, uint8_t shas[POOL_BODIES][32])
+{
+	struct mk_store *st = open_ok(dir, 6);
+	assert_int_equal(mk_store_set_threads(st, threads), 0);
+	assert_int_equal(mk_store_threads(st), threads);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	uint8_t *body = mk_xmalloc(1500 * 1000);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	for (int i = 0; i < POOL_BODIES; i++) {
+		size_t n = pool_body(body, i);
+		uint64_t raw;
+		put_body(b, body, n, 4096 + (size_t)i * 997, shas[i], &raw);
+		struct mk_store_msg m;
+		msg_init(&m, a, mb.id, 1, (uint32_t)i + 1, shas[i], raw);
+		assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+		if (i % 7 == 6)
+			assert_int_equal(mk_store_batch_commit(b), 0);
+	}
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	mk_free(body);
+	return st;
+}
+
+static void test_threads_identical(void **state)
+{
+	uint8_t sha0[POOL_BODIES][32], sha2[POOL_BODIES][32];
+	char *d0 = new_dir("thr0"), *d2 = new_dir("thr2");
+	struct mk_store *s0 = pool_fill(d0, 0, sha0);
+	struct mk_store *s2 = pool_fill(d2, 2, sha2);
+	assert_int_equal(mk_store_set_threads(s2, MK__STORE_MAX_THREADS + 1), MK_EINVAL);
+	uint8_t *body = mk_xmalloc(1500 * 1000);
+	int codecs[2] = {0, 0};
+	for (int i = 0; i < POOL_BODIES; i++) {
+		assert_memory_equal(sha0[i], sha2[i], 32);
+		int c0, c2;
+		uint32_t n0, n2;
+		assert_int_equal(mk__store_test_blob_info(s0, sha0[i], &c0, &n0), 0);
+		assert_int_equal(mk__store_test_blob_info(s2, sha2[i], &c2, &n2), 0);
+		assert_int_equal(c0, c2);
+		assert_int_equal(n0, n2);
+		codecs[c0 == MK__STORE_CODEC_ZLIB]++;
+		uint8_t g0[32], g2[32];
+		uint64_t z0, z2;
+		assert_int_equal(mk__store_test_stored_digest(s0, sha0[i], g0, &z0), 0);
+		assert_int_equal(mk__store_test_stored_digest(s2, sha2[i], g2, &z2), 0);
+		assert_int_equal(z0, z2);
+		assert_memory_equal(g0, g2, 32);
+		size_t n = pool_body(body, i);
+		assert_body(s2, sha2[i], body, n);
+	}
+	assert_true(codecs[0] > 0 && codecs[1] > 0); /* both codecs seen */
+	struct mk_store_stats a0, a2;
+	assert_int_equal(mk_store_stats(s0, &a0), 0);
+	assert_int_equal(mk_store_stats(s2, &a2), 0);
+	assert_int_equal(a0.blobs, a2.blobs);
+	assert_int_equal(a0.blob_stored_bytes, a2.blob_stored_bytes);
+	assert_true(a0.blobs < POOL_BODIES); /* duplicates were deduped */
+	uint64_t jobs, helped, waits;
+	mk__store_test_pool_stats(s2, &jobs, &helped, &waits);
+	print_message("2 threads: %llu jobs, %llu helped, %llu waits\n", (unsigned long long)jobs,
+		      (unsigned long long)helped, (unsigned long long)waits);
+	assert_true(jobs > 0);
+	mk__store_test_pool_stats(s0, &jobs, &helped, &waits);
+	assert_int_equal(jobs, 0);
+	assert_clean(s0);
+	assert_clean(s2);
+	mk_store_close(&s0);
+	mk_store_close(&s2);
+	mk_free(body);
+	mk_free(d0);
+	mk_free(d2);
+}
+
+/* Many bodies queued, then committed while the workers are still at them
+ * (and once with the workers held, so the commit runs every job itself). */
+static void commit_running(bool hold)
+{
+	char *dir = new_dir("running");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	const int count = 200;
+	uint8_t(*shas)[32] = mk_xmalloc((size_t)count * 32);
+	uint8_t *body = mk_xmalloc(40000);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	/* room for every job: they stay queued until released */
+	mk__store_test_set_queue_max(st, 64u * 1024 * 1024);
+	mk__store_test_pause(st, true);
+	for (int i = 0; i < count; i++) {
+		size_t n = 10000 + (size_t)(i % 10) * 3000;
+		fill_text(body, n, (uint64_t)i * 2 + 1);
+		put_body(b, body, n, 65536, shas[i], NULL);
+		struct mk_store_msg m;
+		msg_init(&m, a, mb.id, 1, (uint32_t)i + 1, shas[i], n);
+		assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	}
+	mb.highest_uid = (uint32_t)count;
+	mb.uidvalidity = 1;
+	assert_int_equal(mk_store_batch_put_mailbox(b, &mb), 0);
+	/* still queued: counted at half their raw size, not lost */
+	assert_true(mk_store_batch_bytes(b) > (size_t)count * 5000);
+	if (!hold)
+		mk__store_test_pause(st, false);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	uint64_t jobs, helped, waits;
+	mk__store_test_pool_stats(st, &jobs, &helped, &waits);
+	print_message("hold=%d: %llu jobs, %llu on the caller's thread, %llu waits\n", hold, (unsigned long long)jobs,
+		      (unsigned long long)helped, (unsigned long long)waits);
+	assert_int_equal(jobs, (uint64_t)count);
+	assert_int_equal(waits, 0);
+	if (hold)
+		assert_int_equal(helped, (uint64_t)count);
+	mk__store_test_pause(st, false);
+	mk_store_batch_free(&b);
+	for (int i = 0; i < count; i++) {
+		size_t n = 10000 + (size_t)(i % 10) * 3000;
+		fill_text(body, n, (uint64_t)i * 2 + 1);
+		assert_body(st, shas[i], body, n);
+		assert_int_equal(refcount(st, shas[i]), 1);
+	}
+	struct mk_store_mailbox got;
+	assert_int_equal(mk_store_mailbox_by_id(st, a, mb.id, &got), 0);
+	assert_int_equal(got.highest_uid, (uint32_t)count);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(body);
+	mk_free(shas);
+	mk_free(dir);
+}
+
+static void test_commit_while_running(void **state)
+{
+	commit_running(false);
+	commit_running(true);
+}
+
+/* A tiny queue with the workers held: every finish over the limit runs
+ * the oldest queued job itself; then with the workers running. */
+static void test_backpressure(void **state)
+{
+	char *dir = new_dir("bp");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+	mk__store_test_set_queue_max(st, 100 * 1000);
+	const int count = 120;
+	uint8_t(*shas)[32] = mk_xmalloc((size_t)count * 32);
+	uint8_t *body = mk_xmalloc(30000);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	for (int round = 0; round < 2; round++) {
+		mk__store_test_pause(st, round == 0);
+		for (int i = round * count / 2; i < (round + 1) * count / 2; i++) {
+			fill_text(body, 30000, (uint64_t)i * 2 + 7);
+			put_body(b, body, 30000, 8192, shas[i], NULL);
+			struct mk_store_msg m;
+			msg_init(&m, a, mb.id, 1, (uint32_t)i + 1, shas[i], 30000);
+			assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+		}
+		uint64_t jobs, helped, waits;
+		mk__store_test_pool_stats(st, &jobs, &helped, &waits);
+		print_message("round %d: %llu jobs, %llu helped, %llu waits\n", round, (unsigned long long)jobs,
+			      (unsigned long long)helped, (unsigned long long)waits);
+		if (round == 0) {
+			/* held workers: only a queue's worth may wait */
+			assert_true(waits >= (uint64_t)count / 2 - 4);
+			assert_true(helped >= (uint64_t)count / 2 - 4);
+		}
+	}
+	mk__store_test_pause(st, false);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	for (int i = 0; i < count; i++) {
+		fill_text(body, 30000, (uint64_t)i * 2 + 7);
+		assert_body(st, shas[i], body, 30000);
+	}
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.messages, (uint64_t)count);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(body);
+	mk_free(shas);
+	mk_free(dir);
+}
+
+/* Closing (or freeing the batch) with jobs queued: the threads finish and
+ * are joined, nothing is committed, the store stays clean. */
+static void test_close_pending(void **state)
+{
+	char *dir = new_dir("closepend");
+	uint8_t *body = mk_xmalloc(50000);
+	for (int order = 0; order < 3; order++) {
+		struct mk_store *st = open_ok(dir, 6);
+		uint32_t a;
+		struct mk_store_mailbox mb;
+		assert_int_equal(mk_store_account(st, "a", true, &a), 0);
+		assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", true, &mb), 0);
+		struct mk_store_batch *b = mk_store_batch_new(st);
+		if (order != 2)
+			mk__store_test_pause(st, true);
+		for (int i = 0; i < 30; i++) {
+			uint8_t sha[32];
+			fill_text(body, 50000, (uint64_t)(order * 100 + i) * 2 + 1);
+			put_body(b, body, 50000, 50000, sha, NULL);
+			struct mk_store_msg m;
+			msg_init(&m, a, mb.id, 1, (uint32_t)i + 1, sha, 50000);
+			assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+		}
+		/* an unfinished body too */
+		struct mk_store_body *w = mk_store_body_begin(b);
+		assert_int_equal(mk_store_body_write(w, body, 1000), 0);
+		if (order == 0) {
+			mk_store_batch_free(&b); /* waits for (or runs) its jobs */
+			mk_store_close(&st);
+		} else {
+			mk_store_close(&st); /* drains the queue, joins the threads */
+			mk_store_batch_free(&b);
+		}
+		st = open_ok(dir, 6);
+		struct mk_store_stats s;
+		assert_int_equal(mk_store_stats(st, &s), 0);
+		assert_int_equal(s.messages, 0);
+		assert_int_equal(s.blobs, 0);
+		assert_clean(st);
+		mk_store_close(&st);
+	}
+	mk_free(body);
+	mk_free(dir);
+}
+
+/* A child killed with jobs queued (workers held) and, with the hooks, one
+ * whose commit crashes while another batch's jobs are queued: what was
+ * committed is whole, the rest is absent. */
+static void crash_queued(bool at_commit)
+{
+	char *dir = new_dir("crashq");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct mk_store *st = NULL;
+		char *error = NULL;
+		if (mk_store_open(dir, 6, &st, &error) != 0)
+			_exit(1);
+		uint32_t a;
+		struct mk_store_mailbox mb;
+		if (mk_store_account(st, "a", true, &a) != 0 || mk_store_mailbox_get(st, a, "INBOX", true, &mb) != 0)
+			_exit(1);
+		uint8_t *body = mk_xmalloc(60000);
+		struct mk_store_batch *b1 = mk_store_batch_new(st), *b2 = mk_store_batch_new(st);
+		for (int i = 0; i < 40; i++) {
+			struct mk_store_batch *b = i < 20 ? b1 : b2;
+			if (i == 20) {
+				if (mk_store_batch_commit(b1) != 0) /* commit 1 */
+					_exit(1);
+				mk__store_test_pause(st, true);
+			}
+			fill_text(body, 60000, (uint64_t)i * 2 + 101);
+			struct mk_store_body *w = mk_store_body_begin(b);
+			uint8_t sha[32];
+			uint64_t raw;
+			if (mk_store_body_write(w, body, 60000) != 0 || mk_store_body_finish(w, sha, &raw) != 0)
+				_exit(1);
+			struct mk_store_msg m;
+			msg_init(&m, a, mb.id, 1, (uint32_t)i + 1, sha, raw);
+			if (mk_store_batch_put_message(b, &m) != 0)
+				_exit(1);
+		}
+		if (at_commit) {
+			/* b1 is empty but for progress; b2's 20 jobs stay queued */
+			mb.highest_uid = 20;
+			if (mk_store_batch_put_mailbox(b1, &mb) != 0)
+				_exit(1);
+			setenv("MK_TEST_CRASH_AT", "2", 1);
+			(void)mk_store_batch_commit(b1);
+#ifdef MK_TEST_HOOKS
+			_exit(1); /* the hook should have ended the process */
+#endif
+		}
+		_exit(99);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 99);
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t a;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", false, &a), 0);
+	assert_int_equal(mk_store_mailbox_get(st, a, "INBOX", false, &mb), 0);
+	struct shalist l;
+	l.n = 0;
+	assert_int_equal(mk_store_messages(st, a, mb.id, 0, sha_cb, &l), 0);
+	assert_int_equal(l.n, 20);
+	uint8_t *body = mk_xmalloc(60000);
+	for (size_t i = 0; i < l.n; i++) {
+		fill_text(body, 60000, (uint64_t)i * 2 + 101);
+		assert_body(st, l.sha[i], body, 60000);
+	}
+#ifdef MK_TEST_HOOKS
+	if (at_commit)
+		assert_int_equal(mb.highest_uid, 20);
+#endif
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	assert_int_equal(s.blobs, 20);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(body);
+	mk_free(dir);
+}
+
+static void test_crash_queued(void **state)
+{
+	crash_queued(false);
+	crash_queued(true);
+}
+
 /* ---- codecs ---- */
 
 static void test_codecs(void **state)
@@ -1082,6 +1429,11 @@ int main(void)
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_threads_identical),
+		cmocka_unit_test(test_commit_while_running),
+		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_close_pending),
+		cmocka_unit_test(test_crash_queued),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

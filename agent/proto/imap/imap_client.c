@@ -38,14 +38,7 @@ void mk_imap_client_init(struct mk_imap_client *c)
 	mk_buf_init(&c->ev_text, MK_LIMIT_IMAP_LINE * 2);
 	mk_imap_args_init(&c->args);
 	c->next_tag = 1;
-}
-
-static void free_caps(struct mk_imap_client *c)
-{
-	for (unsigned i = 0; i < c->n_caps; i++)
-		MK_FREE(&c->caps[i]);
-	c->n_caps = 0;
-	c->caps_known = false;
+	mk_caps_init(&c->caps, MK_IMAP_MAX_CAPS);
 }
 
 void mk_imap_client_cleanup(struct mk_imap_client *c)
@@ -54,7 +47,7 @@ void mk_imap_client_cleanup(struct mk_imap_client *c)
 	mk_buf_cleanup_wipe(&c->out);
 	mk_buf_cleanup(&c->ev_text);
 	mk_imap_args_cleanup(&c->args);
-	free_caps(c);
+	mk_caps_clear(&c->caps);
 	MK_FREE(&c->list_raw);
 	MK_FREE(&c->list_name);
 }
@@ -255,35 +248,16 @@ static void split_code_text(struct mk_imap_client *c, const uint8_t *p, size_t n
 	ev->text = copy_text(c, p, n);
 }
 
-static void set_caps(struct mk_imap_client *c, const uint8_t *p, size_t n)
-{
-	free_caps(c);
-	size_t i = 0;
-	while (i < n && c->n_caps < MK_IMAP_MAX_CAPS) {
-		while (i < n && p[i] == ' ')
-			i++;
-		size_t s = i;
-		while (i < n && p[i] != ' ')
-			i++;
-		if (i > s)
-			c->caps[c->n_caps++] = mk_xstrndup((const char *)p + s, i - s);
-	}
-	c->caps_known = true;
-}
-
 bool mk_imap_client_has_cap(const struct mk_imap_client *c, const char *cap)
 {
-	for (unsigned i = 0; i < c->n_caps; i++)
-		if (strcasecmp(c->caps[i], cap) == 0)
-			return true;
-	return false;
+	return mk_caps_has(&c->caps, cap);
 }
 
 /* A "[CAPABILITY ...]" response code updates the capabilities. */
 static bool code_caps(struct mk_imap_client *c, const char *code)
 {
 	if (code != NULL && strncasecmp(code, "CAPABILITY ", 11) == 0) {
-		set_caps(c, (const uint8_t *)code + 11, strlen(code + 11));
+		mk_caps_set_words(&c->caps, (const uint8_t *)code + 11, strlen(code + 11));
 		return true;
 	}
 	return false;
@@ -351,7 +325,7 @@ static int handle_untagged(struct mk_imap_client *c, const uint8_t *p, size_t n,
 	if (c->state == MK_IMAP_STATE_GREETING)
 		return fail(c, MK_EPROTO, "server did not start with a greeting");
 	if (n >= 10 && strncasecmp((const char *)p, "CAPABILITY", 10) == 0 && (n == 10 || p[10] == ' ')) {
-		set_caps(c, p + 10, n - 10);
+		mk_caps_set_words(&c->caps, p + 10, n - 10);
 		ev->kind = MK_IMAP_EV_CAPABILITY;
 		return 1;
 	}
@@ -458,14 +432,14 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 	if (st == MK_IMAP_OK) {
 		switch (ev->cmd) {
 		case MK_IMAP_CMD_STARTTLS:
-			free_caps(c);
+			mk_caps_clear(&c->caps);
 			c->state = MK_IMAP_STATE_STARTTLS;
 			return 1;
 		case MK_IMAP_CMD_LOGIN:
 		case MK_IMAP_CMD_AUTHENTICATE_PLAIN:
 			c->state = MK_IMAP_STATE_AUTH;
 			if (!capped)
-				free_caps(c); /* ask again: they change after login */
+				mk_caps_clear(&c->caps); /* ask again: they change after login */
 			break;
 		case MK_IMAP_CMD_LOGOUT:
 			c->state = MK_IMAP_STATE_LOGOUT;
@@ -1040,7 +1014,7 @@ void mk_imap_client_tls_started(struct mk_imap_client *c)
 	c->tls_active = true;
 	if (c->state == MK_IMAP_STATE_STARTTLS) {
 		c->state = MK_IMAP_STATE_NOT_AUTH;
-		free_caps(c);
+		mk_caps_clear(&c->caps);
 	}
 }
 

@@ -17,6 +17,7 @@
 #define MK_IMAP_H
 
 #include "mk_buf.h"
+#include "mk_caps.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -191,9 +192,7 @@ struct mk_imap_client {
 	unsigned next_tag;
 	struct mk_imap_pending pending[MK_IMAP_MAX_PENDING];
 	unsigned n_pending;
-	char *caps[MK_IMAP_MAX_CAPS];
-	unsigned n_caps;
-	bool caps_known;
+	struct mk_caps caps; /* at most MK_IMAP_MAX_CAPS */
 	bool tls_active; /* set by the owner after TLS is up */
 	unsigned held_tag; /* command whose output waits for "+" (0: none) */
 	bool held_sasl;    /* ... a SASL response (one line per "+") */

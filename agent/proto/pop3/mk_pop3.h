@@ -27,6 +27,7 @@
 #define MK_POP3_H
 
 #include "mk_buf.h"
+#include "mk_caps.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -127,9 +128,7 @@ struct mk_pop3_client {
 	bool in_multi;
 	bool bol;      /* body streaming: at the beginning of a line */
 	bool sasl_sent; /* AUTH: the response went out; a second "+" gets "*" */
-	char *caps[MK_POP3_MAX_CAPS];
-	unsigned n_caps;
-	bool caps_known;
+	struct mk_caps caps; /* CAPA lines, at most MK_POP3_MAX_CAPS */
 	bool tls_active;
 	char uidl[MK_POP3_UIDL_MAX + 1];
 	const char *error;

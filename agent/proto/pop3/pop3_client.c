@@ -42,14 +42,7 @@ void mk_pop3_client_init(struct mk_pop3_client *c)
 	mk_buf_init(&c->queued, MK_POP3_OUT_MAX);
 	mk_buf_init(&c->sasl, MK_LIMIT_SASL_LINE);
 	mk_buf_init(&c->ev_text, MK_POP3_LINE_MAX * 2 + 64);
-}
-
-static void free_caps(struct mk_pop3_client *c)
-{
-	for (unsigned i = 0; i < c->n_caps; i++)
-		MK_FREE(&c->caps[i]);
-	c->n_caps = 0;
-	c->caps_known = false;
+	mk_caps_init(&c->caps, MK_POP3_MAX_CAPS);
 }
 
 void mk_pop3_client_cleanup(struct mk_pop3_client *c)
@@ -59,7 +52,7 @@ void mk_pop3_client_cleanup(struct mk_pop3_client *c)
 	mk_buf_cleanup_wipe(&c->queued);
 	mk_buf_cleanup_wipe(&c->sasl);
 	mk_buf_cleanup(&c->ev_text);
-	free_caps(c);
+	mk_caps_clear(&c->caps);
 }
 
 static int fail(struct mk_pop3_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -116,20 +109,16 @@ int mk_pop3_client_feed(struct mk_pop3_client *c, const uint8_t *p, size_t n)
 
 bool mk_pop3_client_has_cap(const struct mk_pop3_client *c, const char *cap)
 {
-	size_t l = strlen(cap);
-	for (unsigned i = 0; i < c->n_caps; i++)
-		if (strncasecmp(c->caps[i], cap, l) == 0 && (c->caps[i][l] == '\0' || c->caps[i][l] == ' '))
-			return true;
-	return false;
+	return mk_caps_has_keyword(&c->caps, cap);
 }
 
 bool mk_pop3_client_has_sasl(const struct mk_pop3_client *c, const char *mech)
 {
 	size_t l = strlen(mech);
-	for (unsigned i = 0; i < c->n_caps; i++) {
-		if (strncasecmp(c->caps[i], "SASL ", 5) != 0)
+	for (unsigned i = 0; i < c->caps.n; i++) {
+		if (strncasecmp(c->caps.item[i], "SASL ", 5) != 0)
 			continue;
-		for (const char *p = c->caps[i] + 5; *p != '\0';) {
+		for (const char *p = c->caps.item[i] + 5; *p != '\0';) {
 			while (*p == ' ')
 				p++;
 			const char *e = p;
@@ -141,12 +130,6 @@ bool mk_pop3_client_has_sasl(const struct mk_pop3_client *c, const char *mech)
 		}
 	}
 	return false;
-}
-
-static void add_cap(struct mk_pop3_client *c, const uint8_t *p, size_t n)
-{
-	if (c->n_caps < MK_POP3_MAX_CAPS && n > 0)
-		c->caps[c->n_caps++] = mk_xstrndup((const char *)p, n);
 }
 
 unsigned mk_pop3_client_pending(const struct mk_pop3_client *c)
@@ -359,7 +342,7 @@ void mk_pop3_client_tls_started(struct mk_pop3_client *c)
 	c->tls_active = true;
 	if (c->state == MK_POP3_STATE_STLS)
 		c->state = MK_POP3_STATE_AUTH;
-	free_caps(c);
+	mk_caps_clear(&c->caps);
 }
 
 /* ---- input ---- */
@@ -572,18 +555,18 @@ static int handle_reply(struct mk_pop3_client *c, const uint8_t *p, size_t n, st
 		case MK_POP3_CMD_PASS:
 		case MK_POP3_CMD_AUTH_PLAIN:
 			c->state = MK_POP3_STATE_TRANSACTION;
-			free_caps(c); /* RFC 2449: they may change after login */
+			mk_caps_clear(&c->caps); /* RFC 2449: they may change after login */
 			break;
 		case MK_POP3_CMD_STLS:
 			c->state = MK_POP3_STATE_STLS;
-			free_caps(c);
+			mk_caps_clear(&c->caps);
 			break;
 		case MK_POP3_CMD_QUIT:
 			c->state = MK_POP3_STATE_QUIT;
 			break;
 		case MK_POP3_CMD_CAPA:
-			free_caps(c);
-			c->caps_known = true;
+			mk_caps_clear(&c->caps);
+			c->caps.known = true;
 			break;
 		default:
 			break;
@@ -658,7 +641,7 @@ int mk_pop3_client_next_event(struct mk_pop3_client *c, struct mk_pop3_event *ev
 				r = 1;
 				switch (c->pending[0].kind) {
 				case MK_POP3_CMD_CAPA:
-					add_cap(c, q, qn);
+					mk_caps_add(&c->caps, q, qn);
 					ev_r->kind = MK_POP3_EV_CAPA;
 					ev_r->text = copy_text(c, q, qn);
 					break;
