@@ -43,6 +43,11 @@ int mk_cli_load_config(const struct mk_cli *cli, struct mk_config **cfg_r);
 const struct mk_config_account *mk_cli_pick_account(const struct mk_config *cfg, const char *name);
 
 struct mk_store;
+struct mk_tls_ctx;
+/* The shared TLS context for a trust setting (owned by the cache, valid
+ * until mk_cli_tls_cache_free()). Returns: 0, MK_ETLS (error_r set). */
+int mk_cli_tls_ctx(const char *ca_file, struct mk_tls_ctx **ctx_r, char **error_r);
+void mk_cli_tls_cache_free(void);
 /* Loads the config and opens its store, printing errors. Returns 0 or an exit code. */
 int mk_cli_open_store(const struct mk_cli *cli, struct mk_config **cfg_r, struct mk_store **st_r);
 /* Splits "ACCOUNT[/FOLDER]". Returns: 0, MK_EINVAL. */

@@ -245,7 +245,7 @@ int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv)
 		return r == MK_ENOTFOUND ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE;
 	}
 	struct mk_tls_ctx *tls_ctx = NULL;
-	r = mk_tls_ctx_new(acct->tls_ca_file, &tls_ctx, &error);
+	r = mk_cli_tls_ctx(acct->tls_ca_file, &tls_ctx, &error);
 	if (r < 0) {
 		fprintf(stderr, "mailkeep: account %s: %s\n", acct->name, error);
 		mk_free(error);
@@ -280,7 +280,7 @@ int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv)
 	int lc = uv_loop_close(&loop);
 	MK_ASSERT(lc == 0); /* every handle closed */
 	mk_config_secret_free(&run.secret);
-	mk_tls_ctx_free(&tls_ctx);
+	tls_ctx = NULL; /* shared cache */
 	if (run.err != 0) {
 		fprintf(stderr, "mailkeep: account %s: %s\n", acct->name, run.errmsg);
 		mk_config_free(&cfg);

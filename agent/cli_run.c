@@ -264,7 +264,7 @@ static void acct_start(struct acct *a)
 	}
 	int r = mk_config_get_secret(a->cfg, &a->secret, &error);
 	if (r == 0 && a->tls == NULL)
-		r = mk_tls_ctx_new(a->cfg->tls_ca_file, &a->tls, &error);
+		r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &a->tls, &error);
 	if (r < 0) {
 		a->failed = true;
 		snprintf(a->status, sizeof(a->status), "%s", error ? error : mk_strerror(r));
@@ -338,7 +338,7 @@ static bool acct_idle(const struct acct *a)
 static void acct_free(struct acct *a)
 {
 	mk_config_secret_free(&a->secret);
-	mk_tls_ctx_free(&a->tls);
+	a->tls = NULL; /* owned by the shared cache */
 	mk_free(a->fingerprint);
 	mk_free(a);
 }

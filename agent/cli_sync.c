@@ -170,7 +170,7 @@ static int pop3_start(struct sync_cli *cp, struct acct_run *run, uv_loop_t *loop
 	}
 	r = mk_config_get_secret(a, &secret, &error);
 	if (r == 0)
-		r = mk_tls_ctx_new(a->tls_ca_file, &run->pop3_tls, &error);
+		r = mk_cli_tls_ctx(a->tls_ca_file, &run->pop3_tls, &error);
 	if (r == 0) {
 		struct mk_pop3_fetch_opts po = {
 			.loop = loop,
@@ -207,7 +207,7 @@ static void pop3_finish(struct sync_cli *cp, struct acct_run *run, int *result)
 			       (unsigned long long)res->deleted);
 		mk_pop3_fetch_free(&run->pop3);
 	}
-	mk_tls_ctx_free(&run->pop3_tls);
+	run->pop3_tls = NULL; /* shared cache */
 }
 /* ---- end of issue 7 block ---- */
 
@@ -242,7 +242,7 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 		}
 		r = mk_config_get_secret(a, &run->secret, &error);
 		if (r == 0)
-			r = mk_tls_ctx_new(a->tls_ca_file, &run->tls, &error);
+			r = mk_cli_tls_ctx(a->tls_ca_file, &run->tls, &error);
 		if (r < 0) {
 			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, error ? error : mk_strerror(r));
 			MK_FREE(&error);
@@ -292,7 +292,7 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 			mk_sync_free(&run->sync);
 		}
 		mk_config_secret_free(&run->secret);
-		mk_tls_ctx_free(&run->tls);
+		run->tls = NULL; /* shared cache */
 		pop3_finish(cp, run, &result); /* issue 7 */
 	}
 	int lc = uv_loop_close(&loop);

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "mk_alloc.h"
 #include "mk_err.h"
+#include "mk_tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -84,4 +85,47 @@ const struct mk_config_account *mk_cli_pick_account(const struct mk_config *cfg,
 	else
 		fprintf(stderr, "mailkeep: %s has %zu accounts; name one\n", cfg->path, cfg->n_accounts);
 	return NULL;
+}
+
+/* One TLS context per trust setting, shared by every account that uses it:
+ * a context holds the whole system CA store (~1 MB), so one per account
+ * would cost ~1 MB per account (measured with 256 accounts). */
+struct tls_cache_entry {
+	char *ca_file; /* NULL: system store only */
+	struct mk_tls_ctx *ctx;
+	struct tls_cache_entry *next;
+};
+static struct tls_cache_entry *tls_cache;
+
+int mk_cli_tls_ctx(const char *ca_file, struct mk_tls_ctx **ctx_r, char **error_r)
+{
+	for (struct tls_cache_entry *e = tls_cache; e != NULL; e = e->next) {
+		if ((e->ca_file == NULL && ca_file == NULL) ||
+		    (e->ca_file != NULL && ca_file != NULL && strcmp(e->ca_file, ca_file) == 0)) {
+			*ctx_r = e->ctx;
+			return 0;
+		}
+	}
+	struct mk_tls_ctx *ctx = NULL;
+	int r = mk_tls_ctx_new(ca_file, &ctx, error_r);
+	if (r < 0)
+		return r;
+	struct tls_cache_entry *e = mk_xcalloc(1, sizeof(*e));
+	e->ca_file = ca_file ? mk_xstrdup(ca_file) : NULL;
+	e->ctx = ctx;
+	e->next = tls_cache;
+	tls_cache = e;
+	*ctx_r = ctx;
+	return 0;
+}
+
+void mk_cli_tls_cache_free(void)
+{
+	while (tls_cache != NULL) {
+		struct tls_cache_entry *e = tls_cache;
+		tls_cache = e->next;
+		mk_tls_ctx_free(&e->ctx);
+		mk_free(e->ca_file);
+		mk_free(e);
+	}
 }

@@ -141,9 +141,13 @@ int main(int argc, char **argv)
 		{"export", mk_cli_export},   {"run", mk_cli_run},       {"status", mk_cli_status},
 		{"metrics", mk_cli_metrics},
 	};
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (strcmp(cmd, cmds[i].name) == 0)
-			return cmds[i].fn(&cli, sub_argc, sub_argv);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(cmd, cmds[i].name) == 0) {
+			int ex = cmds[i].fn(&cli, sub_argc, sub_argv);
+			mk_cli_tls_cache_free();
+			return ex;
+		}
+	}
 	fprintf(stderr, "mailkeep: unknown command \"%s\" (see `mailkeep help`)\n", cmd);
 	return MK_EXIT_USAGE;
 }

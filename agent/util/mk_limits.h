@@ -10,7 +10,7 @@
  * lines, so longer lines are rejected before inih sees them. */
 #define MK_LIMIT_CONFIG_LINE 190
 #define MK_LIMIT_CONFIG_FILE (1024 * 1024)
-#define MK_LIMIT_ACCOUNTS 256
+#define MK_LIMIT_ACCOUNTS 4096
 
 /* Output of pass_cmd / token_cmd: first line only; Microsoft tokens can
  * exceed 4,096 characters, so leave room for 16 KiB and then some. */
