@@ -439,13 +439,18 @@ static void on_hup(uv_signal_t *h, int signum)
 	 * pointer moves to the new tree (same values). Changed, removed and
 	 * failed accounts are stopped; new and changed ones started. */
 	unsigned kept = 0, started = 0, stopped = 0;
+	struct mk_buf names;
+	mk_buf_init(&names, 4096);
 	for (struct acct *a = ag->accts; a != NULL; a = a->next) {
+		if (a->removed)
+			continue;
 		struct mk_config_account *nc = (struct mk_config_account *)mk_config_find_account(ncfg, a->cfg->name);
 		char *fp = nc ? fingerprint(nc) : NULL;
 		if (nc != NULL && !a->failed && strcmp(fp, a->fingerprint) == 0) {
 			a->cfg = nc; /* same settings; engines read the account through this pointer */
 			kept++;
-		} else if (!a->removed) {
+		} else {
+			mk_buf_printf(&names, " %s%s", a->cfg->name, nc == NULL ? " (removed)" : a->failed ? " (was stopped)" : " (changed)");
 			acct_stop(a, true);
 			a->removed = true; /* freed once stopped; the old tree stays alive */
 			stopped++;
@@ -462,8 +467,9 @@ static void on_hup(uv_signal_t *h, int signum)
 			started++;
 		}
 	}
-	mk_log(MK_LOG_INFO, MK_LOG_CAT_CFG, NULL, "configuration reloaded: %u accounts kept, %u started, %u stopped",
-	       kept, started, stopped);
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_CFG, NULL, "configuration reloaded: %u accounts kept, %u started, %u stopped%s%s",
+	       kept, started, stopped, names.len ? ":" : "", names.len ? (const char *)names.data : "");
+	mk_buf_cleanup(&names);
 	mk_notify_send("READY=1\nSTATUS=configuration reloaded");
 	/* The old tree stays alive: engines of kept and stopping accounts still
 	 * point into it. */

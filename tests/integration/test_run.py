@@ -19,6 +19,7 @@ usage: test_run.py MAILKEEP SRCDIR
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import smtplib
@@ -107,9 +108,13 @@ def main():
         head = (f"[defaults]\nstore = {store}\ntls_ca_file = {fx['MK_CA_FILE']}\npoll_interval = 6h\n"
                 f"idle_refresh = 3s\ntimeout = 2\n")
         cfg = os.path.join(tmp, "config")
-        alice = account("alice", fx, fx["MK_USER"], fx["MK_PASS"], pport)
+        alice = account("alice", fx, fx["MK_USER"], fx["MK_PASS"], pport, 'idle = INBOX "Sent Items"\n')
         bad = account("wrong", fx, fx["MK_USER2"], "not-the-password", fx["MK_IMAPS_PORT"])
-        write_private(cfg, head + alice + bad)
+        # the same mailbox over POP3, polled by the agent every 2 s
+        pop = (f"[account alicepop]\nemail = {fx['MK_USER']}\nauth = plain\npassword = {fx['MK_PASS']}\n"
+               f"fetch = pop3\npop3_host = 127.0.0.1\npop3_port = {fx['MK_POP3S_PORT']}\npop3_tls = implicit\n"
+               f"poll_interval = 2s\n")
+        write_private(cfg, head + alice + bad + pop)
 
         # a fake systemd notify socket
         import socket as socketmod
@@ -138,17 +143,29 @@ def main():
         deliver(fx, fx["MK_USER"], "pushed one")
         check(wait_for(lambda: "pushed one" in subjects(cfg, "alice"), 20),
               "push: delivered mail is in the store with no poll (poll_interval 6h)")
+        check(wait_for(lambda: "pushed one" in subjects(cfg, "alicepop", "POP3"), 20),
+              "POP3 account: polled by the agent every poll_interval")
+        import imaplib
+        import ssl
+        ctx = ssl.create_default_context(cafile=fx["MK_CA_FILE"])
+        c = imaplib.IMAP4_SSL("127.0.0.1", int(fx["MK_IMAPS_PORT"]), ssl_context=ctx)
+        c.login(fx["MK_USER"], fx["MK_PASS"])
+        c.append('"Sent Items"', None, None, b"From: a@example.test\r\nSubject: sent one\r\n\r\nx\r\n")
+        c.logout()
+        check(wait_for(lambda: "sent one" in subjects(cfg, "alice", "Sent Items"), 20),
+              "a second IDLE folder (Sent Items) of the same account is pushed too")
         st = subprocess.run([MAILKEEP, "-c", cfg, "status", "--json"], capture_output=True, text=True, timeout=30)
         try:
             sj = json.loads(st.stdout)
             states = [c["state"] for a in sj["accounts"] if a["name"] == "alice" for c in a["connections"]]
         except (ValueError, KeyError):
             states = []
-        check(st.returncode == 0 and "idle" in states, f"mailkeep status --json: alice connections {states}")
+        check(st.returncode == 0 and states.count("idle") >= 2, f"mailkeep status --json: alice connections {states}")
         st = subprocess.run([MAILKEEP, "-c", cfg, "status"], capture_output=True, text=True, timeout=30)
         check("account wrong: stopped: login as" in st.stdout, "mailkeep status names the stopped account and why")
         mt = subprocess.run([MAILKEEP, "-c", cfg, "metrics"], capture_output=True, text=True, timeout=30)
-        check('mailkeep_push_latency_seconds_count{account="alice"} 1' in mt.stdout and mt.stdout.rstrip().endswith("# EOF"),
+        check(re.search(r'mailkeep_push_latency_seconds_count\{account="alice"\} [1-9]', mt.stdout) is not None
+              and mt.stdout.rstrip().endswith("# EOF"),
               "mailkeep metrics: OpenMetrics text with the push latency histogram")
 
         # black hole: the proxy swallows everything on the open connections
@@ -175,10 +192,11 @@ def main():
 
         # SIGHUP: add bob (the wrong-password account is dropped)
         deliver(fx, fx["MK_USER2"], "bob mail")
-        write_private(cfg, head + alice + account("bob", fx, fx["MK_USER2"], fx["MK_PASS2"], fx["MK_IMAPS_PORT"]))
+        write_private(cfg, head + alice + pop + account("bob", fx, fx["MK_USER2"], fx["MK_PASS2"], fx["MK_IMAPS_PORT"]))
         agent.p.send_signal(signal.SIGHUP)
         check(wait_for(lambda: "bob mail" in subjects(cfg, "bob"), 30), "SIGHUP: an added account is synced")
-        check("1 accounts kept" in agent.text(),
+        print("  " + (re.findall(r"configuration reloaded: .*", agent.text()) or ["(no reload line)"])[-1])
+        check("2 accounts kept" in agent.text(),
               "SIGHUP: the unchanged account kept its connections")
         deliver(fx, fx["MK_USER"], "after reload")
         check(wait_for(lambda: "after reload" in subjects(cfg, "alice"), 20), "push still works after the reload")
