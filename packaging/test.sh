@@ -33,6 +33,9 @@ cmake -S "$here" -B "$build" -DMK_WERROR=ON -DMK_BUILD_TESTS=ON -DMK_TEST_HOOKS=
 cmake --build "$build" -j"$(nproc)"
 if [ "$mode" = sanitize ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+	# ASan keeps freed memory in quarantine (256 MiB): the tests' memory
+	# bounds are scaled by MK_RSS_FACTOR
+	export MK_RSS_FACTOR=8
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 cd "$build"

@@ -35,7 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-from mkfix import Tally, fixture_start, fixture_stop, read_env, run_hwm, write_private  # noqa: E402
+from mkfix import rss_limit_kib, Tally, fixture_start, fixture_stop, read_env, run_hwm, write_private  # noqa: E402
 
 MAILKEEP, SRC = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SRC, "tests", "fixtures")
@@ -313,7 +313,7 @@ def test_hostile(tmp, fx):
             rc, out, err, hwm = run_hwm([MAILKEEP, "-c", cfg, "sync"])
             err = err.decode(errors="replace")
             check(rc != 0 and words in err and "account a" in err and stats(cfg)["messages"] == 0
-                  and hwm < 32 * 1024, f"{fault}: clear error ({err.strip()[:120]}), peak RSS {hwm // 1024} MiB")
+                  and hwm < rss_limit_kib(32), f"{fault}: clear error ({err.strip()[:120]}), peak RSS {hwm // 1024} MiB")
     finally:
         for p in procs:
             p.terminate()
