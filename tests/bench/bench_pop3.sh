@@ -54,47 +54,18 @@ while [ $# -gt 0 ]; do
 done
 case $count in '' | *[!0-9]*) echo "bench: --count must be a number" >&2; exit 64 ;; esac
 
-say() { echo "bench: $*"; }
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
+. "$root/tests/bench/lib.sh"
 
 # ---- tools (the script may install fetchmail, getmail6 and time) ----
 PATH=$PATH:/usr/sbin:/sbin
-need_pkgs=
-command -v fetchmail >/dev/null 2>&1 || need_pkgs="$need_pkgs fetchmail"
-command -v getmail >/dev/null 2>&1 || need_pkgs="$need_pkgs getmail6"
-[ -x /usr/bin/time ] || need_pkgs="$need_pkgs time"
-if [ -n "$need_pkgs" ]; then
-	[ "$(id -u)" = 0 ] || die "missing packages:$need_pkgs (apt-get install$need_pkgs, as root)"
-	say "installing$need_pkgs"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs >/dev/null ||
-		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs >/dev/null; } ||
-		die "apt-get install$need_pkgs failed"
-fi
+bench_need_pkgs fetchmail:fetchmail getmail:getmail6 /usr/bin/time:time
 command -v dovecot >/dev/null 2>&1 || die "dovecot not found (packaging/deps.sh --test)"
 
-# ---- work dir (short: the fixture keeps unix sockets in it) ----
-if [ -z "$workdir" ]; then
-	workdir=$(mktemp -d /tmp/mkpop3.XXXXXX)
-else
-	mkdir -p "$workdir"
-	workdir=$(cd "$workdir" && pwd)
-fi
-chmod 755 "$workdir"
-fix=$workdir/fix
+bench_workdir mkpop3
 
 cleanup() {
 	rc=$?
-	if [ -f "$fix/env" ] || [ -f "$fix/runroot" ]; then
-		sh "$root/tests/fixtures/mailserver.sh" stop "$fix" >/dev/null 2>&1 || true
-	fi
-	if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
-		echo "bench: work dir kept: $workdir"
-	else
-		rm -rf "$workdir"
-	fi
+	bench_finish "$rc"
 	exit $rc
 }
 trap cleanup EXIT

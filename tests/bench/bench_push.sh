@@ -55,36 +55,17 @@ done
 case $count$warmup in '' | *[!0-9]*) echo "bench: --count and --warmup must be numbers" >&2; exit 64 ;; esac
 [ "$count" -gt 0 ] || { echo "bench: --count must be > 0" >&2; exit 64; }
 
-say() { echo "bench: $*"; }
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
+. "$root/tests/bench/lib.sh"
 PATH=$PATH:/usr/sbin:/sbin
 command -v dovecot >/dev/null 2>&1 || die "dovecot not found (packaging/deps.sh --test)"
 [ -x "$mailkeep" ] || die "no executable at $mailkeep (build it, or pass --mailkeep PATH)"
 
-# ---- work dir (short: the fixture keeps unix sockets in it) ----
-if [ -z "$workdir" ]; then
-	workdir=$(mktemp -d /tmp/mkpush.XXXXXX)
-else
-	mkdir -p "$workdir"
-	workdir=$(cd "$workdir" && pwd)
-fi
-chmod 755 "$workdir"
-fix=$workdir/fix
+bench_workdir mkpush
 
 cleanup() {
 	rc=$?
 	# push_latency.py stops its agent itself (SIGTERM to its PID, in a finally)
-	if [ -f "$fix/env" ] || [ -f "$fix/runroot" ]; then
-		sh "$root/tests/fixtures/mailserver.sh" stop "$fix" >/dev/null 2>&1 || true
-	fi
-	if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
-		echo "bench: work dir kept: $workdir"
-	else
-		rm -rf "$workdir"
-	fi
+	bench_finish "$rc"
 	exit $rc
 }
 trap cleanup EXIT

@@ -55,11 +55,7 @@ done
 case $users$idle_secs in '' | *[!0-9]*) echo "bench: --users and --idle-secs must be numbers" >&2; exit 64 ;; esac
 [ "$users" -ge 2 ] || { echo "bench: --users must be >= 2" >&2; exit 64; }
 
-say() { echo "bench: $*"; }
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
+. "$root/tests/bench/lib.sh"
 PATH=$PATH:/usr/sbin:/sbin
 command -v dovecot >/dev/null 2>&1 || die "dovecot not found (packaging/deps.sh --test)"
 [ -x "$mailkeep" ] || die "no executable at $mailkeep (build it, or pass --mailkeep PATH)"
@@ -71,15 +67,7 @@ want_fds=$((users * 4 + 1024))
 ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "ulimit -n $(ulimit -n)"
 
-# ---- work dir (short: the fixture keeps unix sockets in it) ----
-if [ -z "$workdir" ]; then
-	workdir=$(mktemp -d /tmp/mkscale.XXXXXX)
-else
-	mkdir -p "$workdir"
-	workdir=$(cd "$workdir" && pwd)
-fi
-chmod 755 "$workdir"
-fix=$workdir/fix
+bench_workdir mkscale
 agent_pid=
 
 stop_agent() {
@@ -99,14 +87,7 @@ stop_agent() {
 cleanup() {
 	rc=$?
 	stop_agent
-	if [ -f "$fix/env" ] || [ -f "$fix/runroot" ]; then
-		sh "$root/tests/fixtures/mailserver.sh" stop "$fix" >/dev/null 2>&1 || true
-	fi
-	if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
-		echo "bench: work dir kept: $workdir"
-	else
-		rm -rf "$workdir"
-	fi
+	bench_finish "$rc"
 	exit $rc
 }
 trap cleanup EXIT

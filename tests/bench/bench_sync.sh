@@ -54,36 +54,14 @@ while [ $# -gt 0 ]; do
 done
 case $count in '' | *[!0-9]*) echo "bench: --count must be a number" >&2; exit 64 ;; esac
 
-say() { echo "bench: $*"; }
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
+. "$root/tests/bench/lib.sh"
 
 # ---- tools (the script may install isync and time) ----
 PATH=$PATH:/usr/sbin:/sbin
-need_pkgs=
-command -v mbsync >/dev/null 2>&1 || need_pkgs="$need_pkgs isync"
-[ -x /usr/bin/time ] || need_pkgs="$need_pkgs time"
-if [ -n "$need_pkgs" ]; then
-	[ "$(id -u)" = 0 ] || die "missing packages:$need_pkgs (apt-get install$need_pkgs, as root)"
-	say "installing$need_pkgs"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs >/dev/null ||
-		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs >/dev/null; } ||
-		die "apt-get install$need_pkgs failed"
-fi
+bench_need_pkgs mbsync:isync /usr/bin/time:time
 command -v gzip >/dev/null 2>&1 || die "gzip not found"
 
-# ---- work dir (short: the fixture keeps unix sockets in it) ----
-if [ -z "$workdir" ]; then
-	workdir=$(mktemp -d /tmp/mkbench.XXXXXX)
-else
-	mkdir -p "$workdir"
-	workdir=$(cd "$workdir" && pwd)
-fi
-# Dovecot's unprivileged processes must reach the fixture under it.
-chmod 755 "$workdir"
-fix=$workdir/fix
+bench_workdir mkbench
 proxy_pid=
 
 cleanup() {
@@ -92,14 +70,7 @@ cleanup() {
 		kill -TERM "$proxy_pid" 2>/dev/null || true
 		wait "$proxy_pid" 2>/dev/null || true
 	fi
-	if [ -f "$fix/env" ] || [ -f "$fix/runroot" ]; then
-		sh "$root/tests/fixtures/mailserver.sh" stop "$fix" >/dev/null 2>&1 || true
-	fi
-	if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
-		echo "bench: work dir kept: $workdir"
-	else
-		rm -rf "$workdir"
-	fi
+	bench_finish "$rc"
 	exit $rc
 }
 trap cleanup EXIT
