@@ -26,7 +26,7 @@ int mk_cli_open_store(const struct mk_cli *cli, struct mk_config **cfg_r, struct
 	if (ex != 0)
 		return ex;
 	char *error = NULL;
-	int r = mk_store_open((*cfg_r)->store, 6, st_r, &error);
+	int r = mk_store_open((*cfg_r)->store, (*cfg_r)->compress_level, st_r, &error);
 	if (r < 0) {
 		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
 		mk_free(error);

@@ -406,7 +406,7 @@ int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
 	}
 	struct mk_store *store = NULL;
 	char *error = NULL;
-	int r = mk_store_open(cfg->store, 6, &store, &error);
+	int r = mk_store_open(cfg->store, cfg->compress_level, &store, &error);
 	if (r < 0) {
 		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
 		mk_free(error);

@@ -48,6 +48,7 @@ enum mk__config_key {
 	MK__CONFIG_KEY_IDLE_REFRESH,
 	MK__CONFIG_KEY_FETCH,       /* issue 7 */
 	MK__CONFIG_KEY_POP3_DELETE, /* issue 7 */
+	MK__CONFIG_KEY_COMPRESS_LEVEL,
 	MK__CONFIG_KEY_COUNT
 };
 

@@ -43,6 +43,7 @@ const struct mk__config_key_info mk__config_keys[MK__CONFIG_KEY_COUNT] = {
 	[MK__CONFIG_KEY_IDLE] = {"idle", BOTH},
 	[MK__CONFIG_KEY_POLL_INTERVAL] = {"poll_interval", BOTH},
 	[MK__CONFIG_KEY_IDLE_REFRESH] = {"idle_refresh", BOTH},
+	[MK__CONFIG_KEY_COMPRESS_LEVEL] = {"compress_level", MK__CONFIG_IN_DEFAULTS},
 };
 
 /* The IANA ports: implicit TLS (RFC 8314) and the plain ports that upgrade

@@ -150,6 +150,15 @@ int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, si
 	const char *kn = mk__config_keys[key].name;
 	uint64_t port;
 	switch (key) {
+	case MK__CONFIG_KEY_COMPRESS_LEVEL:
+		if (mk_str_to_u64(v, 1, 9, &port) < 0) {
+			snprintf(msg, msgsz,
+				 "bad %s \"%s\": expected a zlib level from 1 (fastest) to 9 (smallest); 6 is the "
+				 "default",
+				 kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
 	case MK__CONFIG_KEY_STORE:
 	case MK__CONFIG_KEY_TLS_CA_FILE:
 		/* A relative path would depend on the daemon's working
@@ -303,6 +312,11 @@ static int expand_path(struct resolver *r, const struct mk__config_value *v, con
 
 static int resolve_store(struct resolver *r, struct mk_config *cfg)
 {
+	uint64_t lvl;
+	cfg->compress_level = 6;
+	if (r->raw->have_defaults && r->raw->defaults.v[MK__CONFIG_KEY_COMPRESS_LEVEL].text != NULL &&
+	    mk_str_to_u64(r->raw->defaults.v[MK__CONFIG_KEY_COMPRESS_LEVEL].text, 1, 9, &lvl) == 0)
+		cfg->compress_level = (int)lvl;
 	if (r->raw->have_defaults && r->raw->defaults.v[MK__CONFIG_KEY_STORE].text != NULL)
 		return expand_path(r, &r->raw->defaults.v[MK__CONFIG_KEY_STORE], "store", &cfg->store);
 	/* XDG Base Directory: an empty or relative XDG_DATA_HOME is ignored. */

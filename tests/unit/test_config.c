@@ -1352,6 +1352,17 @@ static void test_folders_key(void **state)
 	assert_int_equal(mk_config_duration("0s", 1, 86400, &d), MK_EINVAL);
 	assert_int_equal(mk_config_duration("5x", 1, 86400, &d), MK_EINVAL);
 	assert_int_equal(mk_config_duration("2d", 1, 86400, &d), MK_EINVAL);
+	const char *lvl = "[defaults]\ncompress_level = 1\n[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\n";
+	assert_int_equal(mk_config_parse(lvl, strlen(lvl), "t.conf", "/home/u", &cfg, &err), 0);
+	assert_int_equal(cfg->compress_level, 1);
+	mk_config_free(&cfg);
+	const char *badl = "[defaults]\ncompress_level = 0\n";
+	assert_int_equal(mk_config_parse(badl, strlen(badl), "t.conf", "/home/u", &cfg, &err), MK_ECONFIG);
+	assert_non_null(strstr(err, "t.conf:2: bad compress_level \"0\": expected a zlib level from 1"));
+	mk_free(err);
+	const char *accl = "[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\ncompress_level = 3\n";
+	assert_int_equal(mk_config_parse(accl, strlen(accl), "t.conf", "/home/u", &cfg, &err), MK_ECONFIG);
+	mk_free(err);
 	const char *badd = "[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\npoll_interval = soon\n";
 	assert_int_equal(mk_config_parse(badd, strlen(badd), "t.conf", "/home/u", &cfg, &err), MK_ECONFIG);
 	assert_non_null(strstr(err, "t.conf:6: bad poll_interval \"soon\""));
