@@ -68,6 +68,7 @@ static int txn_begin(struct mk_store *st, unsigned flags, MDB_txn **txn_r)
 		if (rc == MDB_MAP_RESIZED && st->open_txns == 0) {
 			/* Another process grew the map: adopt its size. */
 			rc = mdb_env_set_mapsize(st->env, 0);
+			st->map_hi = 0; /* the map may have moved */
 			if (rc != 0)
 				return mk__store_err(rc);
 			continue;
@@ -104,6 +105,7 @@ static int grow_map(struct mk_store *st)
 		return -ENOSPC;
 	size_t next = info.me_mapsize * 2;
 	rc = mdb_env_set_mapsize(st->env, next);
+	st->map_hi = 0; /* the map moves when it grows */
 	if (rc != 0)
 		return mk__store_err(rc);
 	st->growths++;
@@ -539,6 +541,9 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 			mdb_env_set_mapsize(st->env, (size_t)sb.st_size);
 		mk_free(data);
 	}
+	char real[PATH_MAX];
+	if (realpath(dir, real) != NULL)
+		st->data_path = mk_xasprintf("%s/data.mdb", real);
 
 	struct open_ctx oc = {NULL, 0};
 	ret = mk__store_write(st, open_txn, &oc, false);
@@ -586,6 +591,7 @@ void mk_store_close(struct mk_store **stp)
 		mdb_env_close(st->env);
 	}
 	mk_free(st->dir);
+	mk_free(st->data_path);
 	mk_free(st);
 	*stp = NULL;
 }
@@ -1158,26 +1164,28 @@ int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE
 void mk__store_release_map(struct mk_store *st)
 {
 	/* LMDB does not say where its map is (me_mapaddr is set only with
-	 * MDB_FIXEDMAP), and it moves when the map grows: find the mapping of
-	 * our data.mdb in /proc/self/maps, cheaply, once per commit. */
-	char real[PATH_MAX], path[PATH_MAX + 16];
-	if (realpath(st->dir, real) == NULL)
-		return;
-	snprintf(path, sizeof(path), "%s/data.mdb", real);
-	FILE *f = fopen("/proc/self/maps", "re");
-	if (f == NULL)
-		return;
-	char line[4400];
-	while (fgets(line, sizeof(line), f) != NULL) {
-		size_t n = strlen(line);
-		while (n > 0 && line[n - 1] == '\n')
-			line[--n] = '\0';
-		size_t pl = strlen(path);
-		if (n < pl || strcmp(line + n - pl, path) != 0)
-			continue;
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo)
-			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+	 * MDB_FIXEDMAP): find the mapping of our data.mdb in /proc/self/maps
+	 * once, and again only after the map was resized (it may move). */
+	if (st->map_hi == 0 && st->data_path != NULL) {
+		FILE *f = fopen("/proc/self/maps", "re");
+		if (f == NULL)
+			return;
+		char line[4400];
+		size_t pl = strlen(st->data_path);
+		while (fgets(line, sizeof(line), f) != NULL) {
+			size_t n = strlen(line);
+			while (n > 0 && line[n - 1] == '\n')
+				line[--n] = '\0';
+			unsigned long lo, hi;
+			if (n >= pl && strcmp(line + n - pl, st->data_path) == 0 &&
+			    sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo) {
+				st->map_lo = lo;
+				st->map_hi = hi;
+				break;
+			}
+		}
+		fclose(f);
 	}
-	fclose(f);
+	if (st->map_hi > st->map_lo)
+		(void)madvise((void *)st->map_lo, st->map_hi - st->map_lo, MADV_DONTNEED);
 }

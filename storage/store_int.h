@@ -113,6 +113,8 @@ struct mk_store {
 	pid_t pid;         /* LMDB handles must not be used after fork() */
 	int open_txns;     /* set_mapsize is legal only at 0 */
 	uint64_t growths;  /* map doublings (tests, bench) */
+	char *data_path;   /* realpath of data.mdb, to find the map in /proc/self/maps */
+	uintptr_t map_lo, map_hi; /* the map, once found; 0 after it may have moved */
 	uint32_t unique_seq;
 	char host[64];     /* for unique names, '/' and ':' escaped */
 	struct mk__store_pool pool;
