@@ -9,6 +9,7 @@
 #include "mk_config.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 
 /* sysexits.h values, named here so the mapping is documented in one place. */
@@ -48,6 +49,8 @@ struct mk_tls_ctx;
  * until mk_cli_tls_cache_free()). Returns: 0, MK_ETLS (error_r set). */
 int mk_cli_tls_ctx(const char *ca_file, struct mk_tls_ctx **ctx_r, char **error_r);
 void mk_cli_tls_cache_free(void);
+/* Writes s as a JSON string (mk_buf_append_json_str) to f. */
+void mk_cli_json_str(FILE *f, const char *s);
 /* Loads the config and opens its store, printing errors. Returns 0 or an exit code. */
 int mk_cli_open_store(const struct mk_cli *cli, struct mk_config **cfg_r, struct mk_store **st_r);
 /* Splits "ACCOUNT[/FOLDER]". Returns: 0, MK_EINVAL. */

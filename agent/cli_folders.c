@@ -53,20 +53,6 @@ static void on_ready(struct mk_imap_session *s, void *ud)
 		mk_imap_session_abort(s, MK_EPROTO, "cannot send CAPABILITY");
 }
 
-static void print_json_string(const char *str)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
 static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, void *ud)
 {
 	struct folders_run *run = ud;
@@ -75,9 +61,9 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 		run->n_folders++;
 		if (run->json) {
 			printf("%s{\"name\":", run->n_folders > 1 ? ",\n " : "[");
-			print_json_string(ev->list.name);
+			mk_cli_json_str(stdout, ev->list.name);
 			printf(",\"raw\":");
-			print_json_string(ev->list.name_raw);
+			mk_cli_json_str(stdout, ev->list.name_raw);
 			printf(",\"delimiter\":\"%c\",\"selectable\":%s}", ev->list.delimiter ? ev->list.delimiter : '/',
 			       ev->list.noselect ? "false" : "true");
 		} else {

@@ -479,20 +479,6 @@ static void on_hup(uv_signal_t *h, int signum)
 	maybe_finish(ag);
 }
 
-static void json_str(struct mk_buf *b, const char *s)
-{
-	mk_buf_append_str(b, "\"");
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			mk_buf_printf(b, "\\%c", *p);
-		else if (*p < 0x20)
-			mk_buf_printf(b, "\\u%04x", *p);
-		else
-			mk_buf_append(b, p, 1);
-	}
-	mk_buf_append_str(b, "\"");
-}
-
 static void render_status(struct agent *ag, bool json, struct mk_buf *out)
 {
 	if (json)
@@ -505,19 +491,19 @@ static void render_status(struct agent *ag, bool json, struct mk_buf *out)
 		size_t n = a->watch ? mk_sync_status(a->watch, cs, 32) : 0;
 		if (json) {
 			mk_buf_append_str(out, first ? "{\"name\":" : ",{\"name\":");
-			json_str(out, a->cfg->name);
+			mk_buf_append_json_str(out, a->cfg->name);
 			mk_buf_append_str(out, ",\"status\":");
-			json_str(out, a->status);
+			mk_buf_append_json_str(out, a->status);
 			mk_buf_printf(out, ",\"synced\":%s,\"last_sync\":%lld,\"connections\":[", a->synced ? "true" : "false",
 				      (long long)a->last_sync);
 			for (size_t i = 0; i < n; i++) {
 				mk_buf_printf(out, "%s{\"id\":%u,\"folder\":", i ? "," : "", cs[i].id);
-				json_str(out, cs[i].folder);
+				mk_buf_append_json_str(out, cs[i].folder);
 				mk_buf_append_str(out, ",\"state\":");
-				json_str(out, cs[i].state);
+				mk_buf_append_json_str(out, cs[i].state);
 				mk_buf_printf(out, ",\"since\":%lld,\"retry_at\":%lld,\"last_error\":", (long long)cs[i].since,
 					      (long long)cs[i].retry_at);
-				json_str(out, cs[i].last_error);
+				mk_buf_append_json_str(out, cs[i].last_error);
 				mk_buf_append_str(out, "}");
 			}
 			mk_buf_append_str(out, "]}");

@@ -51,20 +51,6 @@ int mk_cli_split_path(const char *path, char *acct, size_t acctsz, const char **
 	return 0;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
 /* ---- ls ---- */
 
 struct count_ctx {
@@ -98,9 +84,9 @@ static int ls_mailbox_one(struct ls_ctx *l, const struct mk_store_mailbox *mb)
 		return r;
 	if (l->json) {
 		fprintf(stdout, "%s{\"account\":", l->n++ ? ",\n " : "[");
-		json_str(stdout, l->account_name);
+		mk_cli_json_str(stdout, l->account_name);
 		fprintf(stdout, ",\"folder\":");
-		json_str(stdout, mb->name);
+		mk_cli_json_str(stdout, mb->name);
 		fprintf(stdout,
 			",\"messages\":%llu,\"gone\":%llu,\"bytes\":%llu,\"uidvalidity\":%u,\"on_server\":%s,"
 			"\"last_sync\":%lld}",
@@ -301,11 +287,11 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 		if (json) {
 			printf("%s{\"uid\":%u,\"uidvalidity\":%u,\"date\":%lld,\"size\":%llu,\"flags\":", i ? ",\n " : "[",
 			       m->uid, m->uidvalidity, (long long)m->internaldate, (unsigned long long)m->raw_size);
-			json_str(stdout, fl);
+			mk_cli_json_str(stdout, fl);
 			printf(",\"from\":");
-			json_str(stdout, from);
+			mk_cli_json_str(stdout, from);
 			printf(",\"subject\":");
-			json_str(stdout, subj);
+			mk_cli_json_str(stdout, subj);
 			printf(",\"gone\":%s}", m->state == MK_STORE_MSG_GONE ? "true" : "false");
 		} else {
 			char fromf[200], subjf[300];

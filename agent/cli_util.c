@@ -4,10 +4,12 @@
  */
 #include "cli.h"
 #include "mk_alloc.h"
+#include "mk_buf.h"
 #include "mk_err.h"
 #include "mk_tls.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -128,4 +130,13 @@ void mk_cli_tls_cache_free(void)
 		mk_free(e->ca_file);
 		mk_free(e);
 	}
+}
+
+void mk_cli_json_str(FILE *f, const char *s)
+{
+	struct mk_buf b;
+	mk_buf_init(&b, SIZE_MAX / 2);
+	(void)mk_buf_append_json_str(&b, s);
+	fwrite(b.data, 1, b.len, f);
+	mk_buf_cleanup(&b);
 }

@@ -150,3 +150,17 @@ void mk_buf_truncate(struct mk_buf *b, size_t len, bool wipe)
 	if (b->data != NULL)
 		b->data[len] = '\0';
 }
+
+int mk_buf_append_json_str(struct mk_buf *b, const char *s)
+{
+	int r = mk_buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && r == 0; p++) {
+		if (*p == '"' || *p == '\\')
+			r = mk_buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			r = mk_buf_printf(b, "\\u%04x", *p);
+		else
+			r = mk_buf_append(b, p, 1);
+	}
+	return r == 0 ? mk_buf_append(b, "\"", 1) : r;
+}

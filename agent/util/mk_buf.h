@@ -42,6 +42,9 @@ int mk_buf_append(struct mk_buf *b, const void *p, size_t n);
 int mk_buf_append_str(struct mk_buf *b, const char *s);
 int mk_buf_printf(struct mk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop `n` bytes from the front. */
+/* Appends s as a JSON string: quoted, with '"' and '\\' escaped and
+ * control characters as \\u00XX (NULL is ""). Returns: 0, MK_ETOOBIG. */
+int mk_buf_append_json_str(struct mk_buf *b, const char *s);
 void mk_buf_consume(struct mk_buf *b, size_t n);
 void mk_buf_reset(struct mk_buf *b);
 /* Shortens to `len` bytes (<= b->len), overwriting the dropped tail when

@@ -32,6 +32,14 @@ static void test_buf_limits(void **state)
 	assert_int_equal(mk_buf_printf(&b, "%d", 12345), 0);
 	assert_string_equal((char *)b.data, "world12345");
 	assert_int_equal(mk_buf_printf(&b, "%d", 1), MK_ETOOBIG);
+	struct mk_buf j;
+	mk_buf_init(&j, 64);
+	assert_int_equal(mk_buf_append_json_str(&j, "a\"b\\c\n\x01"), 0);
+	assert_string_equal((char *)j.data, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+	mk_buf_reset(&j);
+	assert_int_equal(mk_buf_append_json_str(&j, NULL), 0);
+	assert_string_equal((char *)j.data, "\"\"");
+	mk_buf_cleanup(&j);
 	mk_buf_truncate(&b, 2, true);
 	assert_string_equal((char *)b.data, "wo");
 	size_t len;
