@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* sysexits.h values, named here so the mapping is documented in one place. */
 enum mk_cli_exit {
@@ -49,6 +50,23 @@ struct mk_tls_ctx;
  * until mk_cli_tls_cache_free()). Returns: 0, MK_ETLS (error_r set). */
 int mk_cli_tls_ctx(const char *ca_file, struct mk_tls_ctx **ctx_r, char **error_r);
 void mk_cli_tls_cache_free(void);
+/* A folder's records, or an account's folders, read out of the store
+ * (store callbacks run inside a read transaction; callers that need the
+ * store again per item collect first). Free .m with mk_free(). */
+struct mk_store_msg;
+struct mk_store_mailbox;
+struct mk_cli_msgs {
+	struct mk_store_msg *m;
+	size_t n, cap;
+};
+struct mk_cli_mailboxes {
+	struct mk_store_mailbox *m;
+	size_t n, cap;
+};
+int mk_cli_load_messages(struct mk_store *st, uint32_t account, uint32_t mailbox, uint32_t uidvalidity,
+			 struct mk_cli_msgs *out);
+int mk_cli_load_mailboxes(struct mk_store *st, uint32_t account, struct mk_cli_mailboxes *out);
+
 /* Writes s as a JSON string (mk_buf_append_json_str) to f. */
 void mk_cli_json_str(FILE *f, const char *s);
 /* Loads the config and opens its store, printing errors. Returns 0 or an exit code. */

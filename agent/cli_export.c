@@ -231,23 +231,7 @@ static const char *index_find(const struct index *ix, const char *unique)
 	return NULL;
 }
 
-struct msg_vec {
-	struct mk_store_msg *m;
-	size_t n, cap;
-};
-
-static int vec_cb(void *ud, const struct mk_store_msg *m)
-{
-	struct msg_vec *v = ud;
-	if (v->n == v->cap) {
-		v->cap = v->cap ? v->cap * 2 : 64;
-		v->m = mk_xrealloc(v->m, v->cap * sizeof(*v->m));
-	}
-	v->m[v->n++] = *m;
-	return 0;
-}
-
-static bool seen_sha(const struct msg_vec *v, size_t upto, const uint8_t *sha)
+static bool seen_sha(const struct mk_cli_msgs *v, size_t upto, const uint8_t *sha)
 {
 	for (size_t i = 0; i < upto; i++)
 		if (memcmp(v->m[i].sha, sha, MK_STORE_SHA_LEN) == 0)
@@ -257,8 +241,8 @@ static bool seen_sha(const struct msg_vec *v, size_t upto, const uint8_t *sha)
 
 static int export_folder(struct exp *e, const char *account, uint32_t aid, const struct mk_store_mailbox *mb)
 {
-	struct msg_vec v = {0};
-	int r = mk_store_messages(e->st, aid, mb->id, 0, vec_cb, &v);
+	struct mk_cli_msgs v = {0};
+	int r = mk_cli_load_messages(e->st, aid, mb->id, 0, &v);
 	if (r < 0) {
 		mk_free(v.m);
 		return r;
@@ -382,19 +366,6 @@ static int export_folder(struct exp *e, const char *account, uint32_t aid, const
 	return 0;
 }
 
-struct mb_vec {
-	struct mk_store_mailbox *m;
-	size_t n;
-};
-
-static int mb_cb(void *ud, const struct mk_store_mailbox *mb)
-{
-	struct mb_vec *v = ud;
-	v->m = mk_xrealloc(v->m, (v->n + 1) * sizeof(*v->m));
-	v->m[v->n++] = *mb;
-	return 0;
-}
-
 static void usage_export(FILE *f)
 {
 	fprintf(f, "usage: mailkeep [-c FILE] export (--maildir DIR [--layout maildir++|fs] | --mbox FILE)\n"
@@ -481,8 +452,8 @@ int mk_cli_export(const struct mk_cli *cli, int argc, char **argv)
 		uint32_t aid;
 		if (mk_store_account(e.st, name, false, &aid) < 0)
 			continue;
-		struct mb_vec mv = {0};
-		r = mk_store_mailboxes(e.st, aid, mb_cb, &mv);
+		struct mk_cli_mailboxes mv = {0};
+		r = mk_cli_load_mailboxes(e.st, aid, &mv);
 		for (size_t k = 0; r == 0 && k < mv.n; k++) {
 			if (folder != NULL && strcmp(mv.m[k].name, folder) != 0)
 				continue;

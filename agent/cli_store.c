@@ -109,19 +109,6 @@ static int ls_mailbox_one(struct ls_ctx *l, const struct mk_store_mailbox *mb)
 	return 0;
 }
 
-struct mb_list {
-	struct mk_store_mailbox *m;
-	size_t n;
-};
-
-static int mb_collect(void *ud, const struct mk_store_mailbox *mb)
-{
-	struct mb_list *l = ud;
-	l->m = mk_xrealloc(l->m, (l->n + 1) * sizeof(*l->m));
-	l->m[l->n++] = *mb;
-	return 0;
-}
-
 /* From/Subject/Date of a message: read the header only. */
 struct hdr_ctx {
 	struct mk_buf b;
@@ -183,22 +170,6 @@ static void flags_str(uint32_t flags, const char *kw, char *out, size_t outsz)
 		 kw);
 }
 
-struct msg_list {
-	struct mk_store_msg *m;
-	size_t n, cap;
-};
-
-static int collect_cb(void *ud, const struct mk_store_msg *m)
-{
-	struct msg_list *l = ud;
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 64;
-		l->m = mk_xrealloc(l->m, l->cap * sizeof(*l->m));
-	}
-	l->m[l->n++] = *m;
-	return 0;
-}
-
 int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -242,8 +213,8 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 			l.account = id;
 			l.account_name = name;
 			/* collect first: a callback runs inside a read transaction */
-			struct mb_list mbl = {0};
-			r = mk_store_mailboxes(st, id, mb_collect, &mbl);
+			struct mk_cli_mailboxes mbl = {0};
+			r = mk_cli_load_mailboxes(st, id, &mbl);
 			for (size_t k = 0; r == 0 && k < mbl.n; k++)
 				r = ls_mailbox_one(&l, &mbl.m[k]);
 			mk_free(mbl.m);
@@ -265,8 +236,8 @@ int mk_cli_ls(const struct mk_cli *cli, int argc, char **argv)
 		ex = MK_EXIT_USAGE;
 		goto out;
 	}
-	struct msg_list ml = {0};
-	r = mk_store_messages(st, aid, mb.id, 0, collect_cb, &ml);
+	struct mk_cli_msgs ml = {0};
+	r = mk_cli_load_messages(st, aid, mb.id, 0, &ml);
 	for (size_t i = 0; r == 0 && i < ml.n; i++) {
 		const struct mk_store_msg *m = &ml.m[i];
 		struct hdr_ctx h;

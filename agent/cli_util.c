@@ -6,6 +6,7 @@
 #include "mk_alloc.h"
 #include "mk_buf.h"
 #include "mk_err.h"
+#include "mk_store.h"
 #include "mk_tls.h"
 
 #include <errno.h>
@@ -139,4 +140,37 @@ void mk_cli_json_str(FILE *f, const char *s)
 	(void)mk_buf_append_json_str(&b, s);
 	fwrite(b.data, 1, b.len, f);
 	mk_buf_cleanup(&b);
+}
+
+static int msgs_cb(void *ud, const struct mk_store_msg *m)
+{
+	struct mk_cli_msgs *l = ud;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->m = mk_xrealloc(l->m, l->cap * sizeof(*l->m));
+	}
+	l->m[l->n++] = *m;
+	return 0;
+}
+
+int mk_cli_load_messages(struct mk_store *st, uint32_t account, uint32_t mailbox, uint32_t uidvalidity,
+			 struct mk_cli_msgs *out)
+{
+	return mk_store_messages(st, account, mailbox, uidvalidity, msgs_cb, out);
+}
+
+static int mailboxes_cb(void *ud, const struct mk_store_mailbox *mb)
+{
+	struct mk_cli_mailboxes *l = ud;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->m = mk_xrealloc(l->m, l->cap * sizeof(*l->m));
+	}
+	l->m[l->n++] = *mb;
+	return 0;
+}
+
+int mk_cli_load_mailboxes(struct mk_store *st, uint32_t account, struct mk_cli_mailboxes *out)
+{
+	return mk_store_mailboxes(st, account, mailboxes_cb, out);
 }
