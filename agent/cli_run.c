@@ -19,6 +19,7 @@
 #include "mk_log.h"
 #include "mk_store.h"
 #include "mk_sync.h"
+#include "mk_time.h"
 #include "mk_tls.h"
 #include "mk_buf.h"
 #include "mk_control.h"
@@ -546,13 +547,6 @@ static int control_handler(void *ud, const char *request, struct mk_buf *reply)
 	return MK_EINVAL;
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A suspended laptop's monotonic clock stops while the wall clock runs
  * on: a gap between the two means the TCP sessions are probably dead
  * (the server dropped them) although nothing told us. Reconnect now and
@@ -560,7 +554,7 @@ static int64_t wall_ms(void)
 static void on_clock(uv_timer_t *t)
 {
 	struct agent *ag = t->data;
-	int64_t w = wall_ms();
+	int64_t w = mk_time_wall_ms();
 	uint64_t m = uv_hrtime() / 1000000;
 	int64_t drift = (w - ag->clock_wall_ms) - (int64_t)(m - ag->clock_mono_ms);
 	ag->clock_wall_ms = w;
@@ -631,7 +625,7 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 	uv_timer_init(&ag->loop, &ag->clock);
 	ag->clock.data = ag;
 	ag->clock_open = true;
-	ag->clock_wall_ms = wall_ms();
+	ag->clock_wall_ms = mk_time_wall_ms();
 	ag->clock_mono_ms = uv_hrtime() / 1000000;
 	uv_timer_start(&ag->clock, on_clock, 10000, 10000);
 	uint64_t wd = mk_notify_watchdog_usec();

@@ -15,6 +15,7 @@
 #include "mk_pop3_fetch.h" /* issue 7 */
 #include "mk_store.h"
 #include "mk_sync.h"
+#include "mk_time.h"
 #include "mk_tls.h"
 
 #include <getopt.h>
@@ -46,13 +47,6 @@ struct sync_cli {
 	size_t n_runs;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void clear_progress(struct sync_cli *c)
 {
 	if (c->progress_shown) {
@@ -67,7 +61,7 @@ static void on_progress(void *ud, const char *account, const char *folder, uint6
 	struct sync_cli *c = ud;
 	if (!c->tty || c->quiet)
 		return;
-	int64_t now = mono_ms();
+	int64_t now = mk_time_mono_ms();
 	char key[300];
 	snprintf(key, sizeof(key), "%s/%s", account, folder);
 	if (strcmp(key, c->progress_folder) != 0) {

@@ -19,6 +19,7 @@
 #include "mk_log.h"
 #include "mk_store.h"
 #include "mk_str.h"
+#include "mk_time.h"
 #include "mk_timer.h"
 
 #include <stdarg.h>
@@ -140,18 +141,6 @@ static long atoi_safe(const char *s)
 }
 #endif
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_s(void)
-{
-	return (int64_t)time(NULL);
-}
-
 static const char *acct_name(const struct mk_sync *s)
 {
 	return s->o.acct->name;
@@ -194,7 +183,7 @@ static int commit(struct worker *w, bool final)
 		w->mb.uidnext = w->uidnext;
 	w->mb.gone = false;
 	if (final) {
-		w->mb.last_sync = wall_s();
+		w->mb.last_sync = mk_time_wall_s();
 		w->mb.last_flag_scan = w->mb.last_sync;
 	}
 	int r = mk_store_batch_put_mailbox(w->batch, &w->mb);
@@ -209,7 +198,7 @@ static int commit(struct worker *w, bool final)
 		return r;
 	}
 	w->committed_high = w->mb.highest_uid;
-	w->batch_started_ms = now_ms();
+	w->batch_started_ms = mk_time_mono_ms();
 	return 0;
 }
 
@@ -229,7 +218,7 @@ static void maybe_commit(struct worker *w)
 	if (w->batch == NULL)
 		return;
 	if (mk_store_batch_bytes(w->batch) >= BATCH_MAX_BYTES || mk_store_batch_count(w->batch) >= batch_max_count() ||
-	    now_ms() - w->batch_started_ms >= BATCH_MAX_MS)
+	    mk_time_mono_ms() - w->batch_started_ms >= BATCH_MAX_MS)
 		(void)commit(w, false);
 }
 
@@ -361,7 +350,7 @@ static int mark_generation_gone(struct worker *w, uint32_t uidvalidity)
 		r = mk_store_message_get(s->o.store, s->account_id, w->mb.id, uidvalidity, l.uid[i], &u);
 		if (r == 0) {
 			u.state = MK_STORE_MSG_GONE;
-			u.gone_at = wall_s();
+			u.gone_at = mk_time_wall_s();
 			r = mk_store_batch_update_message(w->batch, &u);
 		}
 		if (r == 0)
@@ -400,7 +389,7 @@ static int diff_and_plan(struct worker *w)
 	w->todo = mk_xcalloc(w->n_srv ? w->n_srv : 1, sizeof(*w->todo));
 	w->todo_done = mk_xcalloc(w->n_srv ? w->n_srv : 1, sizeof(*w->todo_done));
 	size_t i = 0, j = 0;
-	int64_t now = wall_s();
+	int64_t now = mk_time_wall_s();
 	while (i < w->n_srv || j < st.n) {
 		if (i < w->n_srv && i > 0 && w->srv[i].uid == w->srv[i - 1].uid) {
 			i++; /* duplicate line from the server */
@@ -645,7 +634,7 @@ static void start_folder(struct worker *w)
 	w->job_done = 0;
 	if (w->batch == NULL)
 		w->batch = mk_store_batch_new(s->o.store);
-	w->batch_started_ms = now_ms();
+	w->batch_started_ms = mk_time_mono_ms();
 	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = j->name};
 	if (mk_imap_session_submit(w->sess, &cmd, &w->tag_examine) < 0) {
 		folder_fail(w, MK_EINVAL, "cannot send EXAMINE for this name");
@@ -741,7 +730,7 @@ static void start_idle(struct worker *w)
 		return;
 	}
 	w->st = W_IDLE;
-	w->state_since = wall_s();
+	w->state_since = mk_time_wall_s();
 	mk_backoff_reset(&w->backoff); /* the connection works: next failure starts over */
 	mk_timer_cancel(&w->timer);
 	if (mk_timer_start(s->o.loop, s->o.acct->idle_refresh_s * 1000, idle_timer_cb, w, &w->timer) < 0)
@@ -770,7 +759,7 @@ static void run_watch_folder(struct worker *w)
 	struct mk_sync *s = w->s;
 	if (w->batch == NULL)
 		w->batch = mk_store_batch_new(s->o.store);
-	w->batch_started_ms = now_ms();
+	w->batch_started_ms = mk_time_mono_ms();
 	w->fast = true;
 	w->fast_last_uid = w->mb.highest_uid;
 	w->job_done = 0;
@@ -1094,7 +1083,7 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		int64_t t0 = w->exists_ms;
 		finish_job(w);
 		if (s->o.on_push != NULL && w->job_done > 0)
-			s->o.on_push(s->o.ud, acct_name(s), w->watch->name, w->job_done, t0 ? (double)(now_ms() - t0) : 0);
+			s->o.on_push(s->o.ud, acct_name(s), w->watch->name, w->job_done, t0 ? (double)(mk_time_mono_ms() - t0) : 0);
 		(void)n;
 		w->exists_ms = 0;
 		next_job(w);
@@ -1156,7 +1145,7 @@ static void on_event(struct mk_imap_session *sess, const struct mk_imap_event *e
 			if (exists || expunge) {
 				if (exists) {
 					if (!w->dirty_exists)
-						w->exists_ms = now_ms();
+						w->exists_ms = mk_time_mono_ms();
 					w->dirty_exists = true;
 				} else {
 					w->dirty_other = true;
@@ -1296,8 +1285,8 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 		}
 		unsigned delay = (unsigned)mk_backoff_next_ms(&w->backoff);
 		w->st = W_BACKOFF;
-		w->state_since = wall_s();
-		w->retry_at = wall_s() + delay / 1000;
+		w->state_since = mk_time_wall_s();
+		w->retry_at = mk_time_wall_s() + delay / 1000;
 		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: connection %u lost (%s); reconnecting in %.1f s",
 		       acct_name(s), w->id, err ? msg : "closed", delay / 1000.0);
 		w->watch_synced = false;
@@ -1388,7 +1377,7 @@ static int connect_worker(struct worker *w)
 	w->fetch_in_flight = 0;
 	w->fast = false;
 	w->st = W_CONNECTING;
-	w->state_since = wall_s();
+	w->state_since = mk_time_wall_s();
 	w->logged_in = false;
 	return mk_imap_session_start(s->o.loop, &so, &cbs, w, &w->sess);
 }

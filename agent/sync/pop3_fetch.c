@@ -23,6 +23,7 @@
 #include "mk_pop3.h"
 #include "mk_pop3_session.h"
 #include "mk_store.h"
+#include "mk_time.h"
 #include "mk_str.h"
 
 #include <stdarg.h>
@@ -103,13 +104,6 @@ static long env_num(const char *name, uint64_t max)
 }
 #endif
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wall clock; MK_TEST_NOW=unix_seconds overrides it in MK_TEST_HOOKS
  * builds (after_days tests). */
 static int64_t wall_s(void)
@@ -119,7 +113,7 @@ static int64_t wall_s(void)
 	if (t >= 0)
 		return (int64_t)t;
 #endif
-	return (int64_t)time(NULL);
+	return mk_time_wall_s();
 }
 
 static size_t batch_max_count(void)
@@ -181,14 +175,14 @@ static int commit(struct mk_pop3_fetch *f, bool final)
 		fail(f, r, "cannot write the store: %s", mk_strerror(r));
 		return r;
 	}
-	f->batch_started_ms = now_ms();
+	f->batch_started_ms = mk_time_mono_ms();
 	return 0;
 }
 
 static void maybe_commit(struct mk_pop3_fetch *f)
 {
 	if (mk_store_batch_bytes(f->batch) >= BATCH_MAX_BYTES || mk_store_batch_count(f->batch) >= batch_max_count() ||
-	    now_ms() - f->batch_started_ms >= BATCH_MAX_MS)
+	    mk_time_mono_ms() - f->batch_started_ms >= BATCH_MAX_MS)
 		(void)commit(f, false);
 }
 
@@ -552,7 +546,7 @@ static void on_end(struct mk_pop3_fetch *f, const struct mk_pop3_event *ev)
 			return;
 		}
 		f->st = F_RETR;
-		f->batch_started_ms = now_ms();
+		f->batch_started_ms = mk_time_mono_ms();
 		retr_more(f);
 		return;
 	case MK_POP3_CMD_RETR: {
