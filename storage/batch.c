@@ -380,6 +380,11 @@ static int commit_txn(struct mk_store *st, MDB_txn *txn, void *ud)
 		case MK__STORE_OP_POP3: /* issue 7: POP3 UIDL entry, same transaction */
 			ret = mk__store_pop3_apply(st, txn, &op->u.pop3);
 			break;
+		case MK__STORE_OP_OUTBOX: /* issue 5: an outbox entry references its body */
+			ret = mk__store_outbox_apply(st, txn, op->u.outbox);
+			if (ret == 0)
+				ret = refcount_add(st, txn, cc, op->u.outbox->sha, +1);
+			break;
 		default:
 			MK_ASSERT(!"unknown batch op");
 		}
@@ -425,6 +430,16 @@ int mk_store_batch_commit(struct mk_store_batch *b)
 	mk_free(cc.touched);
 	if (ret == 0)
 		batch_reset(b, true);
+	return ret;
+}
+
+int mk__store_blob_ref(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN], int delta)
+{
+	struct commit_ctx cc = {NULL, NULL, 0, 0};
+	int ret = refcount_add(st, txn, &cc, sha, delta);
+	if (ret == 0)
+		ret = sweep(st, txn, &cc);
+	mk_free(cc.touched);
 	return ret;
 }
 

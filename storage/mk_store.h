@@ -249,4 +249,120 @@ int mk_store_batch_put_pop3(struct mk_store_batch *b, const struct mk_store_pop3
 int mk_store_pop3_mark_deleted(struct mk_store *st, uint32_t account, const char *const *uidls, size_t n,
 			       int64_t when);
 
+/* ---- the outbox (storage/outbox.c; issue 5) ----
+ *
+ * Messages queued for SMTP submission, keyed by a queue id (u64, from 1,
+ * never reused). The message itself is a body (blob) like any other:
+ * written through a batch and referenced by its outbox entry, so verify
+ * counts outbox entries among a blob's references and a body is stored
+ * once even when it is also in a backed-up folder. Every state change is
+ * its own durable transaction (a crash test hook point), made with a
+ * compare-and-set on the state so the agent and a command (`outbox
+ * cancel`) never both win.
+ *
+ * States: QUEUED -> SENDING -> SENT | FAILED | UNCERTAIN; CANCELED by the
+ * user from QUEUED, FAILED or UNCERTAIN. SENDING is committed before MAIL
+ * FROM; phase DOT_SENT just before the final ".". After a crash an entry
+ * in SENDING short of DOT_SENT goes back to QUEUED; one at DOT_SENT
+ * becomes UNCERTAIN and is never resent on its own. */
+
+enum mk_store_outbox_state {
+	MK_STORE_OUTBOX_QUEUED = 0,
+	MK_STORE_OUTBOX_SENDING = 1,
+	MK_STORE_OUTBOX_SENT = 2,
+	MK_STORE_OUTBOX_FAILED = 3,
+	MK_STORE_OUTBOX_UNCERTAIN = 4,
+	MK_STORE_OUTBOX_CANCELED = 5,
+};
+
+enum mk_store_outbox_phase {
+	MK_STORE_OUTBOX_PHASE_NONE = 0,
+	MK_STORE_OUTBOX_PHASE_DOT_SENT = 1, /* the final "." may have reached the server */
+};
+
+enum mk_store_outbox_rcpt_state {
+	MK_STORE_RCPT_PENDING = 0,
+	MK_STORE_RCPT_SENT = 1,    /* accepted by RCPT and the message accepted after "." */
+	MK_STORE_RCPT_REFUSED = 2, /* 5xx to RCPT: permanent for this recipient */
+};
+
+#define MK_STORE_OUTBOX_ADDR_MAX 320
+#define MK_STORE_OUTBOX_RCPT_MAX 1000
+
+struct mk_store_outbox_rcpt {
+	char addr[MK_STORE_OUTBOX_ADDR_MAX + 1];
+	uint8_t state;   /* enum mk_store_outbox_rcpt_state */
+	char reply[256]; /* the server's reply when refused */
+};
+
+enum mk_store_outbox_flag {
+	MK_STORE_OUTBOX_8BIT = 1 << 0,     /* BODY=8BITMIME */
+	MK_STORE_OUTBOX_SMTPUTF8 = 1 << 1, /* non-ASCII address */
+};
+
+struct mk_store_outbox {
+	uint64_t id;
+	uint32_t account;      /* store account id */
+	uint8_t state;         /* enum mk_store_outbox_state */
+	uint8_t phase;         /* enum mk_store_outbox_phase */
+	uint32_t flags;        /* enum mk_store_outbox_flag */
+	int64_t created;       /* unix seconds */
+	int64_t send_at;       /* not before this (unix seconds) */
+	int64_t next_attempt;  /* retry time after a temporary failure, 0: send_at */
+	int64_t last_attempt;
+	int64_t done_at;       /* SENT/FAILED/CANCELED */
+	uint32_t attempts;
+	uint8_t sha[MK_STORE_SHA_LEN];
+	uint64_t size;         /* raw bytes of the message */
+	char from[MK_STORE_OUTBOX_ADDR_MAX + 1]; /* envelope sender */
+	char message_id[1000];  /* as sent, with <> */
+	char server_id[256];    /* queue id / Message-ID from the 250 after "." */
+	char last_reply[512];   /* last server reply or transport error */
+	struct mk_store_outbox_rcpt *rcpt; /* mk_alloc'd, owned */
+	unsigned n_rcpt;
+};
+
+void mk_store_outbox_init(struct mk_store_outbox *o);
+/* Frees the recipient array; idempotent. */
+void mk_store_outbox_cleanup(struct mk_store_outbox *o);
+/* Deep copy into an initialised `dst` (its old contents are freed). */
+void mk_store_outbox_copy(struct mk_store_outbox *dst, const struct mk_store_outbox *src);
+/* Appends a recipient (PENDING). Returns: 0, MK_EINVAL (empty, too long,
+ * control characters), MK_ETOOBIG (more than MK_STORE_OUTBOX_RCPT_MAX). */
+int mk_store_outbox_add_rcpt(struct mk_store_outbox *o, const char *addr);
+const char *mk_store_outbox_state_name(uint8_t state);
+
+/* A new queue id (own small transaction; gaps after a crash are harmless).
+ * Returns: 0, storage errors. */
+int mk_store_outbox_new_id(struct mk_store *st, uint64_t *id_r);
+/* Adds the entry `o` (o->id from mk_store_outbox_new_id, body finished in
+ * this batch or already stored) to the batch: the commit writes it in the
+ * same transaction as the body. `o` is read at commit time: keep it alive
+ * and unchanged until mk_store_batch_commit() returns.
+ * Returns: 0, MK_EINVAL (no recipient, id 0, bad state). */
+int mk_store_batch_put_outbox(struct mk_store_batch *b, const struct mk_store_outbox *o);
+/* Reads one entry (o initialised; replaced). Returns: 0, MK_ENOTFOUND,
+ * MK_ECORRUPT, storage errors. */
+int mk_store_outbox_get(struct mk_store *st, uint64_t id, struct mk_store_outbox *o);
+/* Every entry in id order (account 0: all accounts). cb runs inside a read
+ * transaction (it must not call into the store); nonzero stops.
+ * Returns: 0, MK_ECORRUPT, storage errors. */
+int mk_store_outbox_list(struct mk_store *st, uint32_t account,
+			 int (*cb)(void *ud, const struct mk_store_outbox *o), void *ud);
+/* Replaces entry o->id in its own durable transaction if its stored state
+ * is `expect_state` (the body reference is kept: sha/size are not
+ * changed). A crash-test hook point (MK_TEST_CRASH_AT counts it).
+ * Returns: 0, MK_ENOTFOUND, MK_ESTATE (state changed meanwhile),
+ * MK_ECORRUPT, storage errors. */
+int mk_store_outbox_update(struct mk_store *st, const struct mk_store_outbox *o, uint8_t expect_state);
+/* Deletes an entry in a final state (SENT, FAILED, CANCELED) and drops its
+ * body reference (the body goes when nothing else names it).
+ * Returns: 0, MK_ENOTFOUND, MK_ESTATE, storage errors. */
+int mk_store_outbox_delete(struct mk_store *st, uint64_t id);
+/* Start-up recovery (the agent, or a command about to send, holding the
+ * store lock): SENDING short of DOT_SENT -> QUEUED; SENDING at DOT_SENT ->
+ * UNCERTAIN. *requeued_r and *uncertain_r count them (may be NULL).
+ * Returns: 0, storage errors. */
+int mk_store_outbox_recover(struct mk_store *st, unsigned *requeued_r, unsigned *uncertain_r);
+
 #endif

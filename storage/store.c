@@ -239,19 +239,24 @@ static int meta_put_u64(MDB_txn *txn, const struct mk_store *st, const char *nam
 	return put_val(txn, st->meta, name, strlen(name), b, n);
 }
 
-int mk__store_alloc_owner(struct mk_store *st, MDB_txn *txn, uint64_t *owner_r)
+int mk__store_meta_next(struct mk_store *st, MDB_txn *txn, const char *name, uint64_t *v_r)
 {
 	uint64_t seq = 0;
-	int ret = meta_get_u64(txn, st, "owner_seq", &seq);
+	int ret = meta_get_u64(txn, st, name, &seq);
 	if (ret == MK_ENOTFOUND)
 		seq = 0;
 	else if (ret < 0)
 		return ret;
 	seq++;
-	ret = meta_put_u64(txn, st, "owner_seq", seq);
+	ret = meta_put_u64(txn, st, name, seq);
 	if (ret == 0)
-		*owner_r = seq;
+		*v_r = seq;
 	return ret;
+}
+
+int mk__store_alloc_owner(struct mk_store *st, MDB_txn *txn, uint64_t *owner_r)
+{
+	return mk__store_meta_next(st, txn, "owner_seq", owner_r);
 }
 
 int mk__store_drop_owner(struct mk_store *st, MDB_txn *txn, uint64_t owner)
@@ -410,6 +415,7 @@ static int open_dbis(struct mk_store *st, MDB_txn *txn)
 		{"chunks", offsetof(struct mk_store, chunks)},
 		{"staging", offsetof(struct mk_store, staging)},
 		{"pop3_uidl", offsetof(struct mk_store, pop3_uidl)}, /* issue 7: POP3 UIDL table */
+		{"outbox", offsetof(struct mk_store, outbox)},       /* issue 5: the outbox */
 	};
 	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
 		MDB_dbi *d = (MDB_dbi *)((char *)st + dbis[i].off);

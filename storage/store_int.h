@@ -108,6 +108,7 @@ struct mk_store {
 	MDB_env *env;
 	MDB_dbi meta, accounts, account_names, mailboxes, mailbox_names, messages, blobs, chunks, staging;
 	MDB_dbi pop3_uidl; /* POP3 UIDL table (pop3.c; issue 7) */
+	MDB_dbi outbox;    /* the outbox (outbox.c; issue 5) */
 	char *dir;
 	int zlevel;
 	pid_t pid;         /* LMDB handles must not be used after fork() */
@@ -163,6 +164,7 @@ enum mk__store_op_kind {
 	MK__STORE_OP_UPDATE,
 	MK__STORE_OP_MAILBOX,
 	MK__STORE_OP_POP3, /* a POP3 UIDL entry (pop3.c; issue 7) */
+	MK__STORE_OP_OUTBOX, /* an outbox entry (outbox.c; issue 5): u.outbox is borrowed */
 };
 
 struct mk__store_op {
@@ -172,6 +174,7 @@ struct mk__store_op {
 		struct mk_store_msg msg;
 		struct mk_store_mailbox mb;
 		struct mk_store_pop3 pop3; /* MK__STORE_OP_POP3 */
+		const struct mk_store_outbox *outbox; /* MK__STORE_OP_OUTBOX */
 	} u;
 };
 
@@ -199,6 +202,18 @@ void mk__store_txn_abort(struct mk_store *st, MDB_txn *txn);
  * `batch_commit`, the MK_TEST_HOOKS crash points apply. */
 typedef int (*mk__store_txn_fn)(struct mk_store *st, MDB_txn *txn, void *ud);
 int mk__store_write(struct mk_store *st, mk__store_txn_fn fn, void *ud, bool batch_commit);
+
+/* outbox.c: applies an outbox op inside the batch commit. */
+struct mk__store_commit_refs;
+int mk__store_outbox_apply(struct mk_store *st, MDB_txn *txn, const struct mk_store_outbox *o);
+/* outbox.c (verify): every body sha the outbox references, appended. */
+int mk__store_outbox_shas(struct mk_store *st, MDB_txn *txn,
+			  void (*add)(void *ud, const uint8_t sha[MK_STORE_SHA_LEN]), void *ud);
+/* batch.c: +1/-1 on a blob's refcount inside a write txn; a blob whose
+ * count reaches 0 is deleted with its chunks. */
+int mk__store_blob_ref(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN], int delta);
+/* meta counters (store.c). */
+int mk__store_meta_next(struct mk_store *st, MDB_txn *txn, const char *name, uint64_t *v_r);
 
 /* Next chunk owner id (meta "owner_seq"), inside a write txn. */
 int mk__store_alloc_owner(struct mk_store *st, MDB_txn *txn, uint64_t *owner_r);

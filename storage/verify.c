@@ -67,6 +67,8 @@ static void add_owner(struct vctx *v, uint64_t owner, uint32_t n_chunks)
 	v->n_owners++;
 }
 
+static void add_sha(void *ud, const uint8_t sha[MK_STORE_SHA_LEN]);
+
 static int check_records(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 {
 	MDB_cursor *c;
@@ -98,15 +100,21 @@ static int check_records(struct mk_store *st, MDB_txn *txn, struct vctx *v)
 			break;
 		}
 		v->rep->records_ok++;
-		if (v->n_shas == v->cap_shas) {
-			v->cap_shas = v->cap_shas ? v->cap_shas * 2 : 1024;
-			v->shas = mk_xrealloc(v->shas, v->cap_shas * MK_STORE_SHA_LEN);
-		}
-		memcpy(v->shas[v->n_shas++], m->sha, MK_STORE_SHA_LEN);
+		add_sha(v, m->sha);
 	}
 	mk_free(m);
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : mk__store_err(rc);
+}
+
+static void add_sha(void *ud, const uint8_t sha[MK_STORE_SHA_LEN])
+{
+	struct vctx *v = ud;
+	if (v->n_shas == v->cap_shas) {
+		v->cap_shas = v->cap_shas ? v->cap_shas * 2 : 1024;
+		v->shas = mk_xrealloc(v->shas, v->cap_shas * MK_STORE_SHA_LEN);
+	}
+	memcpy(v->shas[v->n_shas++], sha, MK_STORE_SHA_LEN);
 }
 
 static int check_blobs(struct mk_store *st, MDB_txn *txn, struct vctx *v)
@@ -226,6 +234,9 @@ int mk_store_verify(struct mk_store *st, struct mk_store_verify_report *rep,
 	if (ret < 0)
 		return ret;
 	ret = check_records(st, txn, &v);
+	/* Outbox entries reference their message bodies too (issue 5). */
+	if (ret == 0)
+		ret = mk__store_outbox_shas(st, txn, add_sha, &v);
 	if (ret == 0)
 		ret = check_blobs(st, txn, &v);
 	if (ret == 0)

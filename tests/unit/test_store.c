@@ -1397,6 +1397,146 @@ static void test_codecs(void **state)
 	assert_true(memcmp(k1, k2, 16) < 0); /* numeric order */
 }
 
+
+/* ---- the outbox (issue 5) ---- */
+
+static int ob_count_cb(void *ud, const struct mk_store_outbox *o)
+{
+	unsigned *n = ud;
+	(*n)++;
+	assert_true(o->id > 0);
+	return 0;
+}
+
+static void ob_fill(struct mk_store_outbox *o, uint64_t id, const uint8_t *sha, uint64_t size)
+{
+	mk_store_outbox_init(o);
+	o->id = id;
+	o->account = 1;
+	o->created = o->send_at = 1765000000;
+	memcpy(o->sha, sha, 32);
+	o->size = size;
+	mk_strlcpy(o->from, "me@example.org", sizeof(o->from));
+	mk_strlcpy(o->message_id, "<x@y>", sizeof(o->message_id));
+	assert_int_equal(mk_store_outbox_add_rcpt(o, "a@example.org"), 0);
+	assert_int_equal(mk_store_outbox_add_rcpt(o, "b@example.org"), 0);
+}
+
+static void test_outbox(void **state)
+{
+	(void)state;
+	char *dir = new_dir("outbox");
+	struct mk_store *st = open_ok(dir, 0);
+	uint8_t body[3000], sha[32], sha2[32];
+	fill_text(body, sizeof(body), 7);
+	uint64_t raw = 0;
+
+	/* A message that is also a backed-up record: one body, two references. */
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	put_body(b, body, sizeof(body), 1000, sha, &raw);
+	struct mk_store_msg m;
+	msg_init(&m, 1, 1, 1, 1, sha, raw);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+
+	uint64_t id1 = 0, id2 = 0;
+	assert_int_equal(mk_store_outbox_new_id(st, &id1), 0);
+	assert_int_equal(mk_store_outbox_new_id(st, &id2), 0);
+	assert_true(id2 == id1 + 1);
+	struct mk_store_outbox o1, o2, got;
+	ob_fill(&o1, id1, sha, raw);
+	put_body(b, body, sizeof(body), 3000, sha, &raw); /* same body again: deduplicated */
+	assert_int_equal(mk_store_batch_put_outbox(b, &o1), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, sha), 2);
+	body[0] ^= 1;
+	put_body(b, body, sizeof(body), 777, sha2, &raw);
+	ob_fill(&o2, id2, sha2, raw);
+	o2.flags = MK_STORE_OUTBOX_8BIT;
+	assert_int_equal(mk_store_batch_put_outbox(b, &o2), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	assert_int_equal(refcount(st, sha2), 1);
+	assert_clean(st);
+
+	/* Round trip. */
+	mk_store_outbox_init(&got);
+	assert_int_equal(mk_store_outbox_get(st, id2, &got), 0);
+	assert_int_equal(got.n_rcpt, 2);
+	assert_string_equal(got.rcpt[1].addr, "b@example.org");
+	assert_string_equal(got.from, "me@example.org");
+	assert_int_equal(got.flags, MK_STORE_OUTBOX_8BIT);
+	assert_memory_equal(got.sha, sha2, 32);
+	assert_int_equal(mk_store_outbox_get(st, 999, &got), MK_ENOTFOUND);
+	unsigned n = 0;
+	assert_int_equal(mk_store_outbox_list(st, 0, ob_count_cb, &n), 0);
+	assert_int_equal(n, 2);
+	n = 0;
+	assert_int_equal(mk_store_outbox_list(st, 2, ob_count_cb, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* Compare-and-set transitions. */
+	o1.state = MK_STORE_OUTBOX_SENDING;
+	assert_int_equal(mk_store_outbox_update(st, &o1, MK_STORE_OUTBOX_QUEUED), 0);
+	o1.state = MK_STORE_OUTBOX_CANCELED;
+	assert_int_equal(mk_store_outbox_update(st, &o1, MK_STORE_OUTBOX_QUEUED), MK_ESTATE);
+	o1.state = MK_STORE_OUTBOX_SENDING;
+	o1.phase = MK_STORE_OUTBOX_PHASE_DOT_SENT;
+	assert_int_equal(mk_store_outbox_update(st, &o1, MK_STORE_OUTBOX_SENDING), 0);
+	o2.state = MK_STORE_OUTBOX_SENDING;
+	assert_int_equal(mk_store_outbox_update(st, &o2, MK_STORE_OUTBOX_QUEUED), 0);
+	/* A deletion of an entry not in a final state is refused. */
+	assert_int_equal(mk_store_outbox_delete(st, id1), MK_ESTATE);
+
+	/* Crash recovery: dot sent -> uncertain, else -> queued. */
+	unsigned rq = 9, unc = 9;
+	assert_int_equal(mk_store_outbox_recover(st, &rq, &unc), 0);
+	assert_int_equal(rq, 1);
+	assert_int_equal(unc, 1);
+	assert_int_equal(mk_store_outbox_get(st, id1, &got), 0);
+	assert_int_equal(got.state, MK_STORE_OUTBOX_UNCERTAIN);
+	assert_int_equal(mk_store_outbox_get(st, id2, &got), 0);
+	assert_int_equal(got.state, MK_STORE_OUTBOX_QUEUED);
+	assert_string_equal(mk_store_outbox_state_name(got.state), "queued");
+
+	/* Reopen: all durable. */
+	mk_store_close(&st);
+	st = open_ok(dir, 0);
+	assert_int_equal(mk_store_outbox_get(st, id1, &got), 0);
+	assert_int_equal(got.state, MK_STORE_OUTBOX_UNCERTAIN);
+
+	/* Deleting a final entry drops its reference; the last one drops the body. */
+	got.state = MK_STORE_OUTBOX_CANCELED;
+	assert_int_equal(mk_store_outbox_update(st, &got, MK_STORE_OUTBOX_UNCERTAIN), 0);
+	assert_int_equal(mk_store_outbox_delete(st, id1), 0);
+	assert_int_equal(refcount(st, sha), 1);
+	assert_int_equal(mk_store_outbox_get(st, id2, &got), 0);
+	got.state = MK_STORE_OUTBOX_SENT;
+	assert_int_equal(mk_store_outbox_update(st, &got, MK_STORE_OUTBOX_QUEUED), 0);
+	assert_int_equal(mk_store_outbox_delete(st, id2), 0);
+	assert_false(mk_store_have_body(st, sha2));
+	assert_true(mk_store_have_body(st, sha));
+	assert_clean(st);
+
+	/* Invalid entries. */
+	struct mk_store_outbox bad;
+	mk_store_outbox_init(&bad);
+	assert_int_equal(mk_store_batch_put_outbox(b, &bad), MK_EINVAL); /* id 0, no recipient */
+	assert_int_equal(mk_store_outbox_add_rcpt(&bad, "a b@c"), MK_EINVAL);
+	assert_int_equal(mk_store_outbox_add_rcpt(&bad, ""), MK_EINVAL);
+	assert_int_equal(mk_store_outbox_add_rcpt(&bad, "<a@b>"), MK_EINVAL);
+	for (unsigned i = 0; i < MK_STORE_OUTBOX_RCPT_MAX; i++)
+		assert_int_equal(mk_store_outbox_add_rcpt(&bad, "r@example.org"), 0);
+	assert_int_equal(mk_store_outbox_add_rcpt(&bad, "r@example.org"), MK_ETOOBIG);
+
+	mk_store_outbox_cleanup(&bad);
+	mk_store_outbox_cleanup(&got);
+	mk_store_outbox_cleanup(&o1);
+	mk_store_outbox_cleanup(&o2);
+	mk_store_batch_free(&b);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
 static int group_setup(void **state)
 {
 	mk_strlcpy(tmpdir, "/tmp/mk-test-store-XXXXXX", sizeof(tmpdir));
@@ -1434,6 +1574,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_close_pending),
 		cmocka_unit_test(test_crash_queued),
+		cmocka_unit_test(test_outbox),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
