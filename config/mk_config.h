@@ -79,6 +79,14 @@ struct mk_config_account {
 	char *idle;               /* folders watched with IMAP IDLE (patterns), default "INBOX" */
 	unsigned poll_interval_s; /* other folders are synced this often (default 900) */
 	unsigned idle_refresh_s;  /* IDLE re-issued this often (default 600: Outlook goes quiet) */
+	/* issue 5: the outbox (0 means no limit for the rate keys) */
+	unsigned max_per_minute;       /* messages per minute (outlook/office365: 30) */
+	unsigned max_per_day;          /* recipients per 24 h (outlook 300, office365 10000) */
+	unsigned max_smtp_connections; /* at once (default 3, Microsoft's cap) */
+	unsigned max_queue_age_s;      /* temporary failures retried this long (default 5 days) */
+	char *save_sent;         /* folder mailkeep APPENDs sent mail to, or NULL */
+	char *server_saves_sent; /* folder where the server files each submission itself
+				  * (outlook/office365: "Sent Items"), or NULL */
 };
 
 #define MK_CONFIG_MAX_CONNECTIONS 16

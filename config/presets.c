@@ -44,6 +44,13 @@ const struct mk__config_key_info mk__config_keys[MK__CONFIG_KEY_COUNT] = {
 	[MK__CONFIG_KEY_POLL_INTERVAL] = {"poll_interval", BOTH},
 	[MK__CONFIG_KEY_IDLE_REFRESH] = {"idle_refresh", BOTH},
 	[MK__CONFIG_KEY_COMPRESS_LEVEL] = {"compress_level", MK__CONFIG_IN_DEFAULTS},
+	/* issue 5: the outbox */
+	[MK__CONFIG_KEY_MAX_PER_MINUTE] = {"max_per_minute", BOTH},
+	[MK__CONFIG_KEY_MAX_PER_DAY] = {"max_per_day", BOTH},
+	[MK__CONFIG_KEY_MAX_SMTP_CONNECTIONS] = {"max_smtp_connections", BOTH},
+	[MK__CONFIG_KEY_MAX_QUEUE_AGE] = {"max_queue_age", BOTH},
+	[MK__CONFIG_KEY_SAVE_SENT] = {"save_sent", BOTH},
+	[MK__CONFIG_KEY_SERVER_SAVES_SENT] = {"server_saves_sent", BOTH},
 };
 
 /* The IANA ports: implicit TLS (RFC 8314) and the plain ports that upgrade

@@ -241,6 +241,37 @@ int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, si
 		}
 		return 0;
 	}
+	/* issue 5: the outbox */
+	case MK__CONFIG_KEY_MAX_PER_MINUTE:
+	case MK__CONFIG_KEY_MAX_PER_DAY:
+		if (mk_str_to_u64(v, 0, key == MK__CONFIG_KEY_MAX_PER_MINUTE ? 10000 : 10000000, &port) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a number (0 for no limit)", kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_MAX_SMTP_CONNECTIONS:
+		if (mk_str_to_u64(v, 1, MK_CONFIG_MAX_CONNECTIONS, &port) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a number from 1 to %d", kn, v,
+				 MK_CONFIG_MAX_CONNECTIONS);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_MAX_QUEUE_AGE: {
+		unsigned secs;
+		if (mk_config_duration(v, 60, 365 * 86400, &secs) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a duration like 12h or 5d (1 min to 365 days)", kn,
+				 v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	}
+	case MK__CONFIG_KEY_SAVE_SENT:
+	case MK__CONFIG_KEY_SERVER_SAVES_SENT:
+		if (v[0] == '\0' || strlen(v) > 200) {
+			snprintf(msg, msgsz, "bad %s: expected a folder name, or \"no\"", kn);
+			return MK_ECONFIG;
+		}
+		return 0;
 	case MK__CONFIG_KEY_USER:
 	case MK__CONFIG_KEY_PASSWORD:
 	case MK__CONFIG_KEY_PASS_CMD:
@@ -417,6 +448,8 @@ static int resolve_server(struct resolver *r, const struct mk__config_section *a
 	return 0;
 }
 
+static int resolve_outbox(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out);
+
 static int resolve_account(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out)
 {
 	const struct mk__config_value *v;
@@ -531,6 +564,57 @@ static int resolve_account(struct resolver *r, const struct mk__config_section *
 	out->idle_refresh_s = 600;
 	if ((v = get(r, a, MK__CONFIG_KEY_IDLE_REFRESH)) != NULL && mk_config_duration(v->text, 1, 7 * 86400, &secs) == 0)
 		out->idle_refresh_s = secs;
+	return resolve_outbox(r, a, out);
+}
+
+/* issue 5: the outbox. Microsoft's limits are the presets' defaults
+ * (OUTLOOK.md §4.2): 30 messages a minute, 3 connections, 300 (consumer)
+ * or 10,000 (Microsoft 365) recipients a day; both servers file every
+ * submission in Sent Items themselves (§4.4), so mailkeep never APPENDs
+ * there and uses that copy to settle an uncertain send. */
+static int resolve_outbox(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out)
+{
+	const struct mk__config_value *v;
+	uint64_t n;
+	bool ms = out->provider != MK_CONFIG_PROVIDER_CUSTOM;
+	out->max_per_minute = ms ? 30 : 0;
+	out->max_per_day = out->provider == MK_CONFIG_PROVIDER_OUTLOOK ? 300
+			   : out->provider == MK_CONFIG_PROVIDER_OFFICE365 ? 10000
+									    : 0;
+	out->max_smtp_connections = 3;
+	out->max_queue_age_s = 5 * 86400;
+	if ((v = get(r, a, MK__CONFIG_KEY_MAX_PER_MINUTE)) != NULL && mk_str_to_u64(v->text, 0, 10000, &n) == 0)
+		out->max_per_minute = (unsigned)n;
+	if ((v = get(r, a, MK__CONFIG_KEY_MAX_PER_DAY)) != NULL && mk_str_to_u64(v->text, 0, 10000000, &n) == 0)
+		out->max_per_day = (unsigned)n;
+	if ((v = get(r, a, MK__CONFIG_KEY_MAX_SMTP_CONNECTIONS)) != NULL &&
+	    mk_str_to_u64(v->text, 1, MK_CONFIG_MAX_CONNECTIONS, &n) == 0)
+		out->max_smtp_connections = (unsigned)n;
+	unsigned secs;
+	if ((v = get(r, a, MK__CONFIG_KEY_MAX_QUEUE_AGE)) != NULL && mk_config_duration(v->text, 60, 365 * 86400, &secs) == 0)
+		out->max_queue_age_s = secs;
+	const struct mk__config_value *ss = get(r, a, MK__CONFIG_KEY_SERVER_SAVES_SENT);
+	if (ss != NULL)
+		out->server_saves_sent = strcmp(ss->text, "no") == 0 ? NULL : mk_xstrdup(ss->text);
+	else if (ms)
+		out->server_saves_sent = mk_xstrdup("Sent Items");
+	v = get(r, a, MK__CONFIG_KEY_SAVE_SENT);
+	if (v != NULL && strcmp(v->text, "no") != 0) {
+		if (out->imap.host == NULL) {
+			rfail(r, v->line, "save_sent = %s needs an IMAP server; account \"%s\" has none (add imap_host)",
+			      v->text, a->name);
+			return MK_ECONFIG;
+		}
+		if (out->server_saves_sent != NULL) {
+			/* Outlook would then hold every sent message twice. */
+			rfail(r, v->line,
+			      "save_sent = %s: the server of account \"%s\" already files sent mail in \"%s\" "
+			      "(server_saves_sent); set one of them to no",
+			      v->text, a->name, out->server_saves_sent);
+			return MK_ECONFIG;
+		}
+		out->save_sent = mk_xstrdup(v->text);
+	}
 	return 0;
 }
 
@@ -576,6 +660,8 @@ static void account_cleanup(struct mk_config_account *a)
 	mk_free(a->tls_fingerprint);
 	mk_free(a->folders);
 	mk_free(a->idle);
+	mk_free(a->save_sent);
+	mk_free(a->server_saves_sent);
 }
 
 void mk_config_free(struct mk_config **cfgp)
@@ -655,5 +741,24 @@ void mk_config_dump(const struct mk_config *cfg, FILE *out)
 		fprintf(out, "  %-9s %u s, %u connections at most\n", "timeout", a->timeout_s, a->max_connections);
 		fprintf(out, "  %-9s %s (refreshed every %u s; other folders every %u s)\n", "idle", a->idle,
 			a->idle_refresh_s, a->poll_interval_s);
+		if (a->smtp.host != NULL) { /* issue 5 */
+			char per_min[40], per_day[40];
+			if (a->max_per_minute)
+				snprintf(per_min, sizeof(per_min), "%u messages/min", a->max_per_minute);
+			else
+				mk_strlcpy(per_min, "no rate limit", sizeof(per_min));
+			if (a->max_per_day)
+				snprintf(per_day, sizeof(per_day), "%u recipients/day", a->max_per_day);
+			else
+				mk_strlcpy(per_day, "no daily limit", sizeof(per_day));
+			fprintf(out, "  %-9s %s, %s, %u connections, retried for %u h\n", "outbox", per_min, per_day,
+				a->max_smtp_connections, a->max_queue_age_s / 3600);
+			if (a->server_saves_sent != NULL)
+				fprintf(out, "  %-9s filed by the server in \"%s\"\n", "sent", a->server_saves_sent);
+			else if (a->save_sent != NULL)
+				fprintf(out, "  %-9s saved by mailkeep in \"%s\"\n", "sent", a->save_sent);
+			else
+				fprintf(out, "  %-9s not kept\n", "sent");
+		}
 	}
 }

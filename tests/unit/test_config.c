@@ -492,6 +492,8 @@ static void test_dump(void **state)
 				  "  folders   *\n"
 				  "  timeout   30 s, 4 connections at most\n"
 				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
+				  "  outbox    30 messages/min, 300 recipients/day, 3 connections, retried for 120 h\n"
+				  "  sent      filed by the server in \"Sent Items\"\n"
 				  "account box (line 7)\n"
 				  "  provider  custom\n"
 				  "  email     me@example.org\n"
@@ -506,6 +508,8 @@ static void test_dump(void **state)
 				  "  folders   *\n"
 				  "  timeout   30 s, 4 connections at most\n"
 				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
+				  "  outbox    no rate limit, no daily limit, 3 connections, retried for 120 h\n"
+				  "  sent      not kept\n"
 				  "account cmd (line 14)\n"
 				  "  provider  custom\n"
 				  "  email     c@example.org\n"
@@ -1369,6 +1373,52 @@ static void test_folders_key(void **state)
 	mk_free(err);
 }
 
+
+/* issue 5: outbox keys, presets and cross-checks */
+static void test_outbox_keys(void **state)
+{
+	(void)state;
+	struct mk_config *cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\n"
+					 "[account m]\nprovider = office365\nemail = me@contoso.com\nmax_per_minute = 10\n"
+					 "[account c]\nemail = c@example.org\npassword = " SECRET "\nimap_host = i.example.org\n"
+					 "smtp_host = s.example.org\nsave_sent = Sent\nmax_queue_age = 2d\n"
+					 "max_smtp_connections = 1\nmax_per_day = 0\n");
+	const struct mk_config_account *o = mk_config_find_account(cfg, "o");
+	assert_int_equal(o->max_per_minute, 30);
+	assert_int_equal(o->max_per_day, 300);
+	assert_int_equal(o->max_smtp_connections, 3);
+	assert_int_equal(o->max_queue_age_s, 5 * 86400);
+	assert_string_equal(o->server_saves_sent, "Sent Items");
+	assert_null(o->save_sent);
+	const struct mk_config_account *m = mk_config_find_account(cfg, "m");
+	assert_int_equal(m->max_per_minute, 10);
+	assert_int_equal(m->max_per_day, 10000);
+	const struct mk_config_account *c = mk_config_find_account(cfg, "c");
+	assert_int_equal(c->max_per_minute, 0);
+	assert_int_equal(c->max_per_day, 0);
+	assert_int_equal(c->max_smtp_connections, 1);
+	assert_int_equal(c->max_queue_age_s, 2 * 86400);
+	assert_string_equal(c->save_sent, "Sent");
+	assert_null(c->server_saves_sent);
+	mk_config_free(&cfg);
+
+	assert_parse_error("[account o]\nprovider = outlook\nemail = me@outlook.com\nsave_sent = Sent Items\n",
+			   NAME ":4: save_sent = Sent Items: the server of account \"o\" already files sent mail in "
+				"\"Sent Items\" (server_saves_sent); set one of them to no");
+	assert_parse_error("[account c]\nemail = c@example.org\npassword = x\nsmtp_host = s.example.org\n"
+			   "save_sent = Sent\n",
+			   NAME ":5: save_sent = Sent needs an IMAP server; account \"c\" has none (add imap_host)");
+	assert_parse_error("[account c]\nmax_per_minute = fast\n",
+			   NAME ":2: bad max_per_minute \"fast\": expected a number (0 for no limit)");
+	assert_parse_error("[account c]\nmax_queue_age = 10s\n",
+			   NAME ":2: bad max_queue_age \"10s\": expected a duration like 12h or 5d (1 min to 365 days)");
+	cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\nserver_saves_sent = no\n"
+		       "save_sent = Sent Items\n");
+	assert_null(cfg->accounts[0].server_saves_sent);
+	assert_string_equal(cfg->accounts[0].save_sent, "Sent Items");
+	mk_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1386,6 +1436,7 @@ int main(void)
 		cmocka_unit_test(test_inline_semicolon_kept),
 		cmocka_unit_test(test_crlf_bom_indent),
 		cmocka_unit_test(test_dump),
+		cmocka_unit_test(test_outbox_keys),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_err_unknown_key),
 		cmocka_unit_test(test_err_sections),
