@@ -353,8 +353,8 @@ static int emit(struct reader *r, const uint8_t *p, size_t n)
 }
 
 /* One chunk, copied out of a short read transaction into *buf. */
-static int read_chunk_copy(struct mk_store *st, uint64_t owner, uint32_t no, uint8_t **buf, size_t *cap,
-			   size_t *len_r)
+int mk__store_read_chunk_copy(struct mk_store *st, uint64_t owner, uint32_t no, uint8_t **buf, size_t *cap,
+			       size_t *len_r)
 {
 	MDB_txn *txn;
 	int ret = mk__store_rtxn(st, &txn);
@@ -402,7 +402,7 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 		const uint8_t *data;
 		size_t len = 0;
 		if (txn == NULL) {
-			ret = read_chunk_copy(st, blob->owner, i, &buf, &cap, &len);
+			ret = mk__store_read_chunk_copy(st, blob->owner, i, &buf, &cap, &len);
 			data = buf;
 		} else {
 			uint8_t k[12];

@@ -146,6 +146,21 @@ bool mk_store_have_body(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN]
 int mk_store_body_read(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
 		       int (*cb)(void *ud, const uint8_t *p, size_t n), void *ud);
 
+/* A body read piece by piece at the reader's pace (the outbox streams a
+ * message into SMTP DATA only as fast as the socket takes it). Each chunk
+ * is read in its own short read transaction; memory is one stored chunk
+ * plus the caller's buffer. The SHA-256 and sizes are checked at the end:
+ * the last call returns MK_ECORRUPT instead of end-of-body on a mismatch,
+ * so a caller sending the body must not end the transfer successfully
+ * before it saw end-of-body (*n_r == 0 with 0 returned). */
+struct mk_store_body_reader;
+/* Returns: 0, MK_ENOTFOUND, MK_EIO, storage errors. */
+int mk_store_body_open(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], struct mk_store_body_reader **r_r);
+/* Up to cap bytes into out; *n_r 0 means the end (verified).
+ * Returns: 0, MK_ECORRUPT, storage errors. */
+int mk_store_body_next(struct mk_store_body_reader *r, uint8_t *out, size_t cap, size_t *n_r);
+void mk_store_body_close(struct mk_store_body_reader **r);
+
 /* ---- batches ---- */
 
 struct mk_store_batch *mk_store_batch_new(struct mk_store *st);

@@ -203,6 +203,11 @@ void mk__store_txn_abort(struct mk_store *st, MDB_txn *txn);
 typedef int (*mk__store_txn_fn)(struct mk_store *st, MDB_txn *txn, void *ud);
 int mk__store_write(struct mk_store *st, mk__store_txn_fn fn, void *ud, bool batch_commit);
 
+/* blob.c: copies chunk `no` of `owner` into *buf (grown as needed) in its
+ * own short read transaction. Returns: 0, MK_ENOTFOUND, storage errors. */
+int mk__store_read_chunk_copy(struct mk_store *st, uint64_t owner, uint32_t no, uint8_t **buf, size_t *cap,
+			      size_t *len_r);
+
 /* outbox.c: applies an outbox op inside the batch commit. */
 struct mk__store_commit_refs;
 int mk__store_outbox_apply(struct mk_store *st, MDB_txn *txn, const struct mk_store_outbox *o);

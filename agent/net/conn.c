@@ -173,8 +173,18 @@ static void on_write_done(uv_write_t *req, int status)
 	struct conn_write *w = (struct conn_write *)req;
 	struct mk_conn *c = w->conn;
 	mk_free(w);
-	if (status < 0 && status != UV_ECANCELED)
+	if (status < 0 && status != UV_ECANCELED) {
 		conn_finish(c, status, "write to %s:%u failed: %s", c->host, c->port, uv_strerror(status));
+		return;
+	}
+	if (status < 0 || c->state != MK_CONN_OPEN)
+		return;
+	/* Bytes leaving count as progress: a long upload (SMTP DATA) gets no
+	 * reply until its end, and must not look like a dead server. */
+	arm_timer(c, c->idle_timeout_ms);
+	if (c->cbs.on_drain != NULL &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= MK_CONN_DRAIN_LOW)
+		c->cbs.on_drain(c, c->ud);
 }
 
 /* Queues raw bytes on the socket (ciphertext or plain). */

@@ -47,7 +47,12 @@ struct mk_conn_cbs {
 	 * ended (MK_ECERT, MK_ETLS, MK_ETIMEDOUT, MK_EEOF, MK_ETRUNC, -ECONNREFUSED,
 	 * UV_EAI_NONAME, ...), and msg says it in plain words (never NULL). */
 	void (*on_close)(struct mk_conn *c, int err, const char *msg, void *ud);
+	/* Optional: a write completed and the queue is at or below
+	 * MK_CONN_DRAIN_LOW bytes, so a streaming writer may queue more. */
+	void (*on_drain)(struct mk_conn *c, void *ud);
 };
+
+#define MK_CONN_DRAIN_LOW (256 * 1024)
 
 /* Returns: 0, MK_EINVAL (bad options or fingerprint syntax), or a libuv
  * error from starting the resolver. */

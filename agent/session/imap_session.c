@@ -230,7 +230,7 @@ int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *op
 	s->trace = opts->trace;
 	s->log.account = opts->conn.log_account;
 	s->log.conn_id = opts->conn.id;
-	static const struct mk_conn_cbs ccbs = {on_conn_ready, on_conn_data, on_conn_close};
+	static const struct mk_conn_cbs ccbs = {on_conn_ready, on_conn_data, on_conn_close, NULL};
 	int r = mk_conn_start(loop, &opts->conn, &ccbs, s, &s->conn);
 	if (r < 0) {
 		mk_imap_client_cleanup(&s->core);

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reader.c - pull-style body reads (mk_store_body_open/next/close): the
+ * same checks as mk_store_body_read() (zlib stream well formed and ended,
+ * stored and raw sizes, SHA-256), but the caller asks for the next piece
+ * when it can take it. One stored chunk is held at a time, copied out of
+ * its own short read transaction, so no transaction waits on the network.
+ */
+#include "mk_alloc.h"
+#include "mk_err.h"
+#include "store_int.h"
+
+#include <string.h>
+
+struct mk_store_body_reader {
+	struct mk_store *st;
+	uint8_t sha[MK_STORE_SHA_LEN];
+	struct mk__store_blob blob;
+	struct mk_sha256 hash;
+	z_stream zs;
+	bool zlib, z_active, z_end, done;
+	uint32_t next_chunk;
+	uint8_t *buf; /* the current stored chunk */
+	size_t cap, len, off;
+	uint64_t stored, raw;
+};
+
+int mk_store_body_open(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], struct mk_store_body_reader **r_r)
+{
+	*r_r = NULL;
+	MDB_txn *txn;
+	int ret = mk__store_rtxn(st, &txn);
+	if (ret < 0)
+		return ret;
+	struct mk__store_blob blob;
+	ret = mk__store_get_blob(st, txn, sha, &blob);
+	mk__store_txn_abort(st, txn);
+	if (ret < 0)
+		return ret;
+	struct mk_store_body_reader *r = mk_xcalloc(1, sizeof(*r));
+	r->st = st;
+	memcpy(r->sha, sha, MK_STORE_SHA_LEN);
+	r->blob = blob;
+	mk_sha256_init(&r->hash);
+	r->zlib = blob.codec == MK__STORE_CODEC_ZLIB;
+	if (r->zlib) {
+		r->zs.zalloc = mk__store_zalloc;
+		r->zs.zfree = mk__store_zfree;
+		if (inflateInit(&r->zs) != Z_OK) {
+			mk_free(r);
+			return MK_EIO;
+		}
+		r->z_active = true;
+	}
+	*r_r = r;
+	return 0;
+}
+
+/* Makes sure unread stored bytes are at hand. Returns 1 (some), 0 (no
+ * more chunks), <0. */
+static int fill(struct mk_store_body_reader *r)
+{
+	if (r->off < r->len)
+		return 1;
+	if (r->next_chunk >= r->blob.n_chunks)
+		return 0;
+	int ret = mk__store_read_chunk_copy(r->st, r->blob.owner, r->next_chunk, &r->buf, &r->cap, &r->len);
+	if (ret == MK_ENOTFOUND)
+		return MK_ECORRUPT;
+	if (ret < 0)
+		return ret;
+	r->next_chunk++;
+	r->off = 0;
+	r->stored += r->len;
+	return 1;
+}
+
+static int finish(struct mk_store_body_reader *r)
+{
+	r->done = true;
+	if (r->zlib && !r->z_end)
+		return MK_ECORRUPT;
+	if (r->stored != r->blob.stored_size || r->raw != r->blob.raw_size)
+		return MK_ECORRUPT;
+	uint8_t got[MK_STORE_SHA_LEN];
+	mk_sha256_final(&r->hash, got);
+	return memcmp(got, r->sha, MK_STORE_SHA_LEN) == 0 ? 0 : MK_ECORRUPT;
+}
+
+int mk_store_body_next(struct mk_store_body_reader *r, uint8_t *out, size_t cap, size_t *n_r)
+{
+	*n_r = 0;
+	if (r->done || cap == 0)
+		return 0;
+	size_t n = 0;
+	while (n == 0) {
+		int f = fill(r);
+		if (f < 0)
+			return f;
+		if (!r->zlib) {
+			if (f == 0)
+				return finish(r);
+			n = r->len - r->off < cap ? r->len - r->off : cap;
+			memcpy(out, r->buf + r->off, n);
+			r->off += n;
+			break;
+		}
+		if (r->z_end) {
+			if (f == 1)
+				return MK_ECORRUPT; /* data after the end of the zlib stream */
+			return finish(r);
+		}
+		if (f == 0)
+			return MK_ECORRUPT; /* truncated zlib stream */
+		r->zs.next_in = r->buf + r->off;
+		r->zs.avail_in = (uInt)(r->len - r->off);
+		r->zs.next_out = out;
+		r->zs.avail_out = (uInt)(cap > (1u << 30) ? (1u << 30) : cap);
+		uInt before_out = r->zs.avail_out;
+		int zr = inflate(&r->zs, Z_NO_FLUSH);
+		r->off = r->len - r->zs.avail_in;
+		if (zr == Z_STREAM_END)
+			r->z_end = true;
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return MK_ECORRUPT;
+		n = before_out - r->zs.avail_out;
+		if (r->z_end && r->off < r->len)
+			return MK_ECORRUPT;
+	}
+	mk_sha256_update(&r->hash, out, n);
+	r->raw += n;
+	*n_r = n;
+	return 0;
+}
+
+void mk_store_body_close(struct mk_store_body_reader **rp)
+{
+	struct mk_store_body_reader *r = *rp;
+	if (r == NULL)
+		return;
+	if (r->z_active)
+		inflateEnd(&r->zs);
+	mk_free(r->buf);
+	mk_free(r);
+	*rp = NULL;
+}
