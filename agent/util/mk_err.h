@@ -34,7 +34,8 @@
 	X(ECMD, -31015, "external command failed")                             \
 	X(EPERM, -31016, "permission denied")                                  \
 	X(EIO, -31017, "input/output error")                                   \
-	X(ECORRUPT, -31018, "stored data is corrupt")
+	X(ECORRUPT, -31018, "stored data is corrupt")                          \
+	X(ENOTSUP, -31019, "not supported by the server")
 
 enum mk_err_code {
 #define MK__ERR_ENUM(name, value, msg) MK_##name = (value),
