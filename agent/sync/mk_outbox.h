@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mk_outbox.h - the sending engine: one account, one SMTP submission
+ * connection, a list of queued messages sent one after another over it.
+ *
+ * connect -> EHLO -> STARTTLS (mandatory unless implicit TLS; done by the
+ * session) -> EHLO -> AUTH (PLAIN, LOGIN or XOAUTH2 in two steps) -> per
+ * message: state SENDING committed -> MAIL FROM (SIZE=, BODY=8BITMIME) ->
+ * RCPT TO per pending recipient -> DATA (pipelined when offered) -> the
+ * body streamed from the store at the socket's pace -> phase DOT_SENT
+ * committed -> "." -> the reply recorded (SENT, QUEUED for a retry, or
+ * FAILED) -> next message ... -> QUIT.
+ *
+ * Exactly once: an entry is SENDING (durably) before its MAIL FROM, and
+ * DOT_SENT before the final dot. A connection lost before DOT_SENT puts
+ * the entry back to QUEUED (nothing was accepted); after it, the entry
+ * becomes UNCERTAIN and is never resent on its own (mk_store.h, outbox).
+ *
+ * Replies: 2xx after the dot -> SENT (recipients refused by RCPT are kept
+ * with their reply; recipients deferred with 4xx stay pending, the entry
+ * QUEUED for them). 4xx (or a lost connection before the dot) -> QUEUED
+ * with the next attempt after an exponential backoff, until max_queue_age,
+ * then FAILED. 5xx -> FAILED at once. A 535 to AUTH leaves every entry
+ * QUEUED and fails the run with MK_EAUTH.
+ *
+ * The engine calls no uv_* function itself; it drives a session. Rate
+ * limits are the caller's: it passes only the entries it may send now.
+ */
+#ifndef MK_OUTBOX_H
+#define MK_OUTBOX_H
+
+#include "mk_config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mk_store;
+struct mk_store_outbox;
+struct mk_tls_ctx;
+struct mk_outbox;
+typedef struct uv_loop_s uv_loop_t;
+
+struct mk_outbox_result {
+	int err; /* 0, or why the run stopped early (connect, TLS, auth, hostile server, store) */
+	char error[600];
+	unsigned sent, failed, deferred, uncertain, skipped;
+	unsigned attempted; /* entries that reached MAIL FROM */
+};
+
+struct mk_outbox_opts {
+	uv_loop_t *loop;
+	const struct mk_config_account *acct;
+	struct mk_store *store;
+	struct mk_tls_ctx *tls_ctx;
+	const char *secret;    /* password, or the access token for xoauth2; copied and wiped */
+	const char *ehlo_name; /* NULL: this host's name */
+	bool trace;
+	const uint64_t *ids; /* entries to send, in this order (copied); not QUEUED ones are skipped */
+	size_t n_ids;
+	/* After each entry's attempt, with its new stored state; may be NULL. */
+	void (*on_entry)(void *ud, const struct mk_store_outbox *o);
+	void *ud;
+};
+
+/* Starts; `done` runs exactly once (unless this fails synchronously), with
+ * the result owned by the engine until mk_outbox_free().
+ * Returns: 0, MK_ENOTFOUND (no SMTP server), MK_EINVAL, storage errors,
+ * or the session's start error. */
+int mk_outbox_start(const struct mk_outbox_opts *opts, void (*done)(void *ud, struct mk_outbox *ob), void *ud,
+		    struct mk_outbox **ob_r);
+const struct mk_outbox_result *mk_outbox_result(const struct mk_outbox *ob);
+/* Stops now (no QUIT): an entry being sent is settled as for a lost
+ * connection; done runs with MK_ECANCELED. */
+void mk_outbox_cancel(struct mk_outbox *ob);
+void mk_outbox_free(struct mk_outbox **ob);
+
+/* The retry delay after the n-th failed attempt (1-based): 1 min, 2, 4 ...
+ * capped at 1 h, with +-10% jitter from `rnd` (0..UINT64_MAX; tests pass a
+ * constant). Seconds. */
+int64_t mk_outbox_retry_delay_s(unsigned attempts, uint64_t rnd);
+
+#endif
