@@ -87,5 +87,9 @@ int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_verify_server(const struct mk_cli *cli, struct mk_config *cfg, struct mk_store *store, int argc,
 			 char **argv);
 int mk_cli_export(const struct mk_cli *cli, int argc, char **argv);
+/* issue 5: the outbox (cli_send.c) */
+int mk_cli_send(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_sendmail(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_outbox(const struct mk_cli *cli, int argc, char **argv);
 
 #endif

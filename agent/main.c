@@ -37,6 +37,10 @@ static void usage(FILE *f)
 		"  export --maildir DIR | --mbox FILE [ACCOUNT[/FOLDER]]   write a Maildir or mbox\n"
 		"  verify               check every stored body's hash and every record\n"
 		"  stats [--json]       counts, sizes, compression and dedupe ratios\n"
+		"  send [-a ACCOUNT] [--at TIME | --in DURATION] [-t] [RCPT...] < MESSAGE\n"
+		"                       queue a message and send it (now, or at TIME)\n"
+		"  sendmail [-t] [-f FROM] [-i] [RCPT...] < MESSAGE   sendmail(8) for MUAs and scripts\n"
+		"  outbox [ls|show ID|cancel ID|retry ID|flush|rm ID]   the queue of outgoing mail\n"
 		"  help                 this text\n"
 		"\n"
 		"options:\n"
@@ -140,6 +144,8 @@ int main(int argc, char **argv)
 		{"cat", mk_cli_cat},         {"stats", mk_cli_stats},   {"verify", mk_cli_verify},
 		{"export", mk_cli_export},   {"run", mk_cli_run},       {"status", mk_cli_status},
 		{"metrics", mk_cli_metrics},
+		/* issue 5: the outbox */
+		{"send", mk_cli_send},       {"sendmail", mk_cli_sendmail}, {"outbox", mk_cli_outbox},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) == 0) {

@@ -75,6 +75,27 @@ const struct mk_outbox_result *mk_outbox_result(const struct mk_outbox *ob);
 void mk_outbox_cancel(struct mk_outbox *ob);
 void mk_outbox_free(struct mk_outbox **ob);
 
+/* What may be sent now for one account: entries QUEUED whose send_at and
+ * next_attempt have come (with `ignore_backoff`, next_attempt is not
+ * waited for: `outbox flush`), in queue order, within the account's rate
+ * limits -- max_per_minute counts messages submitted (MAIL FROM) in the
+ * last 60 s, max_per_day counts recipients that got a message in the last
+ * 24 h. `only` (n_only > 0) restricts the plan to those ids.
+ * next_due is the earliest time at which more becomes sendable (a
+ * scheduled or deferred entry comes due, or a limit frees up), 0 when
+ * nothing is waiting; limited counts entries held back by a limit now. */
+struct mk_outbox_plan {
+	uint64_t *ids;
+	size_t n;
+	int64_t next_due;
+	unsigned queued, limited;
+	bool minute_limited, day_limited;
+};
+/* Returns: 0, storage errors. */
+int mk_outbox_plan(struct mk_store *st, const struct mk_config_account *acct, uint32_t account_id, int64_t now,
+		   bool ignore_backoff, const uint64_t *only, size_t n_only, struct mk_outbox_plan *p);
+void mk_outbox_plan_free(struct mk_outbox_plan *p);
+
 /* The retry delay after the n-th failed attempt (1-based): 1 min, 2, 4 ...
  * capped at 1 h, with +-10% jitter from `rnd` (0..UINT64_MAX; tests pass a
  * constant). Seconds. */

@@ -107,6 +107,133 @@ static uint64_t rnd64(void)
 	return v;
 }
 
+/* ---- planning ---- */
+
+struct plan_ctx {
+	const struct mk_config_account *acct;
+	int64_t now;
+	bool ignore_backoff;
+	const uint64_t *only;
+	size_t n_only;
+	struct mk_outbox_plan *p;
+	/* due entries before limits: id, pending recipients */
+	uint64_t *due;
+	unsigned *due_rcpt;
+	size_t n_due, cap_due;
+	unsigned minute_count;  /* messages submitted in the last 60 s */
+	int64_t minute_oldest;  /* oldest of those */
+	uint64_t day_rcpt;      /* recipients served in the last 24 h */
+	int64_t day_oldest;
+};
+
+static void plan_wake(struct mk_outbox_plan *p, int64_t t)
+{
+	if (p->next_due == 0 || t < p->next_due)
+		p->next_due = t;
+}
+
+static int plan_cb(void *ud, const struct mk_store_outbox *o)
+{
+	struct plan_ctx *pc = ud;
+	if (o->attempts > 0 && o->last_attempt > pc->now - 60) {
+		pc->minute_count++;
+		if (pc->minute_oldest == 0 || o->last_attempt < pc->minute_oldest)
+			pc->minute_oldest = o->last_attempt;
+	}
+	if (o->done_at > pc->now - 86400 || (o->state == MK_STORE_OUTBOX_QUEUED && o->last_attempt > pc->now - 86400)) {
+		unsigned served = 0;
+		for (unsigned i = 0; i < o->n_rcpt; i++)
+			served += o->rcpt[i].state == MK_STORE_RCPT_SENT;
+		if (served > 0) {
+			pc->day_rcpt += served;
+			int64_t t = o->done_at ? o->done_at : o->last_attempt;
+			if (pc->day_oldest == 0 || t < pc->day_oldest)
+				pc->day_oldest = t;
+		}
+	}
+	if (o->state != MK_STORE_OUTBOX_QUEUED)
+		return 0;
+	if (pc->n_only > 0) {
+		bool want = false;
+		for (size_t i = 0; i < pc->n_only && !want; i++)
+			want = pc->only[i] == o->id;
+		if (!want)
+			return 0;
+	}
+	pc->p->queued++;
+	int64_t when = o->send_at;
+	if (!pc->ignore_backoff && o->next_attempt > when)
+		when = o->next_attempt;
+	if (when > pc->now) {
+		plan_wake(pc->p, when);
+		return 0;
+	}
+	if (pc->n_due == pc->cap_due) {
+		pc->cap_due = pc->cap_due ? pc->cap_due * 2 : 64;
+		pc->due = mk_xrealloc(pc->due, pc->cap_due * sizeof(*pc->due));
+		pc->due_rcpt = mk_xrealloc(pc->due_rcpt, pc->cap_due * sizeof(*pc->due_rcpt));
+	}
+	unsigned pending = 0;
+	for (unsigned i = 0; i < o->n_rcpt; i++)
+		pending += o->rcpt[i].state == MK_STORE_RCPT_PENDING;
+	pc->due[pc->n_due] = o->id;
+	pc->due_rcpt[pc->n_due++] = pending;
+	return 0;
+}
+
+int mk_outbox_plan(struct mk_store *st, const struct mk_config_account *acct, uint32_t account_id, int64_t now,
+		   bool ignore_backoff, const uint64_t *only, size_t n_only, struct mk_outbox_plan *p)
+{
+	memset(p, 0, sizeof(*p));
+	struct plan_ctx pc = {.acct = acct, .now = now, .ignore_backoff = ignore_backoff, .only = only,
+			      .n_only = n_only, .p = p};
+	int r = mk_store_outbox_list(st, account_id, plan_cb, &pc);
+	if (r < 0) {
+		mk_free(pc.due);
+		mk_free(pc.due_rcpt);
+		return r;
+	}
+	/* Microsoft counts messages per minute and recipients per day
+	 * (OUTLOOK.md §4.2): take entries in queue order while both last. */
+	unsigned minute_left = UINT32_MAX;
+	if (acct->max_per_minute > 0)
+		minute_left = pc.minute_count >= acct->max_per_minute ? 0 : acct->max_per_minute - pc.minute_count;
+	uint64_t day_left = UINT64_MAX;
+	if (acct->max_per_day > 0)
+		day_left = pc.day_rcpt >= acct->max_per_day ? 0 : acct->max_per_day - pc.day_rcpt;
+	p->ids = mk_xmalloc((pc.n_due ? pc.n_due : 1) * sizeof(uint64_t));
+	for (size_t i = 0; i < pc.n_due; i++) {
+		if (minute_left == 0) {
+			p->minute_limited = true;
+			p->limited++;
+			continue;
+		}
+		if (pc.due_rcpt[i] > day_left) {
+			p->day_limited = true;
+			p->limited++;
+			continue;
+		}
+		p->ids[p->n++] = pc.due[i];
+		if (minute_left != UINT32_MAX)
+			minute_left--;
+		if (day_left != UINT64_MAX)
+			day_left -= pc.due_rcpt[i];
+	}
+	if (p->minute_limited)
+		plan_wake(p, (pc.minute_oldest ? pc.minute_oldest : now) + 60);
+	if (p->day_limited)
+		plan_wake(p, (pc.day_oldest ? pc.day_oldest : now) + 86400);
+	mk_free(pc.due);
+	mk_free(pc.due_rcpt);
+	return 0;
+}
+
+void mk_outbox_plan_free(struct mk_outbox_plan *p)
+{
+	MK_FREE(&p->ids);
+	p->n = 0;
+}
+
 /* ---- settling an attempt ---- */
 
 enum outcome {
