@@ -27,6 +27,8 @@
 #include "mk_metrics.h"
 #include "mk_notify.h"
 #include "mk_pop3_fetch.h"
+#include "mk_backoff.h"
+#include "mk_outbox.h" /* issue 5 */
 
 #include <getopt.h>
 #include <signal.h>
@@ -55,6 +57,15 @@ struct acct {
 	bool failed;             /* stopped until reload (auth failure, config) */
 	bool removed;            /* no longer in the configuration: freed once stopped */
 	char status[700];
+	/* issue 5: the outbox of this account */
+	struct mk_outbox *send;       /* a sending run, while it runs */
+	uv_timer_t send_timer;        /* armed for the next due entry */
+	bool send_timer_open;
+	bool send_again;              /* asked to look again while a run was going */
+	bool send_flush;              /* ... ignoring retry times (`outbox flush`) */
+	struct mk_backoff send_backoff; /* connection-level failures (no entry reached MAIL) */
+	int64_t send_blocked_until;   /* wall seconds; 0: not blocked */
+	char send_status[700];
 	struct acct *next;
 };
 
@@ -84,17 +95,20 @@ struct agent {
 };
 
 static void acct_start(struct acct *a);
+static void send_schedule(struct acct *a, bool flush);
 static void acct_stop(struct acct *a, bool graceful);
 static void maybe_finish(struct agent *ag);
 
 static char *fingerprint(const struct mk_config_account *c)
 {
-	return mk_xasprintf("%s|%s|%d|%s|%s|%s:%u:%d|%s|%s|%u|%u|%s|%s|%u|%u", c->email, c->user, (int)c->auth,
-			    c->password ? c->password : "", c->pass_cmd ? c->pass_cmd : "",
+	return mk_xasprintf("%s|%s|%d|%s|%s|%s:%u:%d|%s|%s|%u|%u|%s|%s|%u|%u|%s:%u:%d|%u|%u|%u|%s|%s", c->email,
+			    c->user, (int)c->auth, c->password ? c->password : "", c->pass_cmd ? c->pass_cmd : "",
 			    c->imap.host ? c->imap.host : "", c->imap.port, (int)c->imap.tls,
 			    c->tls_ca_file ? c->tls_ca_file : "", c->tls_fingerprint ? c->tls_fingerprint : "",
 			    c->timeout_s, c->max_connections, c->folders, c->idle, c->poll_interval_s,
-			    c->idle_refresh_s);
+			    c->idle_refresh_s, c->smtp.host ? c->smtp.host : "", c->smtp.port, (int)c->smtp.tls,
+			    c->max_per_minute, c->max_per_day, c->max_queue_age_s, c->save_sent ? c->save_sent : "",
+			    c->server_saves_sent ? c->server_saves_sent : "");
 }
 
 static void on_synced(void *ud, const char *account)
@@ -247,12 +261,159 @@ static void on_poll_timer(uv_timer_t *t)
 		a->poll = NULL;
 }
 
+/* ---- issue 5: the outbox in the agent ----
+ *
+ * One sending run at a time per account, started when something is due:
+ * at start-up, when a command queued a message (control request
+ * "outbox"), and on a timer armed for the earliest scheduled, deferred or
+ * rate-limited entry. No polling: between those, nothing runs. A run that
+ * could not reach any message (connection refused, TLS, login) backs the
+ * account's outbox off (30 s doubling to 30 min) so a dead server is not
+ * hammered; entries it did reach carry their own retry times. */
+
+static void on_send_timer(uv_timer_t *t)
+{
+	send_schedule(t->data, false);
+}
+
+static void send_arm(struct acct *a, int64_t when)
+{
+	if (!a->send_timer_open) {
+		uv_timer_init(&a->ag->loop, &a->send_timer);
+		a->send_timer.data = a;
+		a->send_timer_open = true;
+	}
+	int64_t now = mk_time_wall_s();
+	/* Wall-clock times, re-planned on every wake-up: a timer that fires
+	 * early after a clock change just plans again. */
+	uint64_t ms = when > now ? (uint64_t)(when - now) * 1000 : 0;
+	uv_timer_start(&a->send_timer, on_send_timer, ms + 50, 0);
+}
+
+static void on_send_entry(void *ud, const struct mk_store_outbox *o)
+{
+	struct acct *a = ud;
+	const char *acc = a->cfg->name;
+	switch (o->state) {
+	case MK_STORE_OUTBOX_SENT:
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: outbox %llu sent (%s)", acc,
+		       (unsigned long long)o->id, o->last_reply);
+		break;
+	case MK_STORE_OUTBOX_FAILED:
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SYNC, NULL, "account %s: outbox %llu failed: %s", acc,
+		       (unsigned long long)o->id, o->last_reply);
+		break;
+	case MK_STORE_OUTBOX_UNCERTAIN:
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: outbox %llu uncertain: %s", acc,
+		       (unsigned long long)o->id, o->last_reply);
+		break;
+	default:
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: outbox %llu deferred: %s", acc,
+		       (unsigned long long)o->id, o->last_reply);
+		break;
+	}
+}
+
+static void send_done(void *ud, struct mk_outbox *ob)
+{
+	struct acct *a = ud;
+	const struct mk_outbox_result *r = mk_outbox_result(ob);
+	if (r->err != 0 && r->err != MK_ECANCELED) {
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: outbox: %s", a->cfg->name, r->error);
+		snprintf(a->send_status, sizeof(a->send_status), "last error: %s", r->error);
+	} else if (r->err == 0) {
+		a->send_status[0] = '\0';
+	}
+	if (r->err != 0 && r->err != MK_ECANCELED && r->attempted == 0) {
+		uint64_t ms = mk_backoff_next_ms(&a->send_backoff);
+		a->send_blocked_until = mk_time_wall_s() + (int64_t)(ms / 1000);
+	} else if (r->err == 0) {
+		mk_backoff_reset(&a->send_backoff);
+		a->send_blocked_until = 0;
+	}
+	a->send = NULL;
+	mk_outbox_free(&ob);
+	if (!a->stopping && !a->ag->stopping) {
+		bool flush = a->send_flush;
+		a->send_flush = false;
+		a->send_again = false;
+		send_schedule(a, flush);
+	}
+	maybe_finish(a->ag);
+}
+
+static void send_schedule(struct acct *a, bool flush)
+{
+	struct agent *ag = a->ag;
+	if (a->stopping || ag->stopping || a->cfg->smtp.host == NULL)
+		return;
+	if (a->send != NULL) {
+		a->send_again = true;
+		a->send_flush |= flush;
+		return;
+	}
+	int64_t now = mk_time_wall_s();
+	if (flush)
+		a->send_blocked_until = 0;
+	uint32_t aid = 0;
+	int r = mk_store_account(ag->store, a->cfg->name, true, &aid);
+	struct mk_outbox_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	if (r == 0)
+		r = mk_outbox_plan(ag->store, a->cfg, aid, now, flush, NULL, 0, &plan);
+	if (r < 0) {
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SYNC, NULL, "account %s: outbox: %s", a->cfg->name, mk_strerror(r));
+		send_arm(a, now + 60);
+		return;
+	}
+	if (plan.n > 0 && a->send_blocked_until > now) {
+		send_arm(a, a->send_blocked_until);
+	} else if (plan.n > 0) {
+		char *error = NULL, *secret = NULL;
+		struct mk_tls_ctx *tls = NULL;
+		r = mk_config_get_secret(a->cfg, &secret, &error);
+		if (r == 0)
+			r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &tls, &error);
+		if (r == 0) {
+			struct mk_outbox_opts oo = {
+				.loop = &ag->loop,
+				.acct = a->cfg,
+				.store = ag->store,
+				.tls_ctx = tls,
+				.secret = secret,
+				.ids = plan.ids,
+				.n_ids = plan.n,
+				.on_entry = on_send_entry,
+				.ud = a,
+			};
+			r = mk_outbox_start(&oo, send_done, a, &a->send);
+		}
+		mk_config_secret_free(&secret);
+		if (r < 0) {
+			a->send = NULL;
+			snprintf(a->send_status, sizeof(a->send_status), "last error: %s", error ? error : mk_strerror(r));
+			mk_log(MK_LOG_ERROR, MK_LOG_CAT_SYNC, NULL, "account %s: outbox: %s", a->cfg->name,
+			       error ? error : mk_strerror(r));
+			uint64_t ms = mk_backoff_next_ms(&a->send_backoff);
+			a->send_blocked_until = now + (int64_t)(ms / 1000);
+			send_arm(a, a->send_blocked_until);
+		}
+		mk_free(error);
+	} else if (plan.next_due != 0) {
+		send_arm(a, plan.next_due);
+	} else if (a->send_timer_open) {
+		uv_timer_stop(&a->send_timer);
+	}
+	mk_outbox_plan_free(&plan);
+}
+
 static void acct_start(struct acct *a)
 {
 	struct agent *ag = a->ag;
 	char *error = NULL;
 	a->stopping = a->failed = a->synced = false;
-	if (a->cfg->imap.host == NULL && (a->cfg->fetch == MK_CONFIG_FETCH_IMAP || a->cfg->pop3.host == NULL)) {
+	bool receive = !(a->cfg->imap.host == NULL && (a->cfg->fetch == MK_CONFIG_FETCH_IMAP || a->cfg->pop3.host == NULL));
+	if (!receive && a->cfg->smtp.host == NULL) {
 		a->failed = true;
 		snprintf(a->status, sizeof(a->status), "no IMAP server configured");
 		return;
@@ -271,6 +432,17 @@ static void acct_start(struct acct *a)
 		snprintf(a->status, sizeof(a->status), "%s", error ? error : mk_strerror(r));
 		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "account %s: %s", a->cfg->name, a->status);
 		mk_free(error);
+		return;
+	}
+	if (a->cfg->smtp.host != NULL) {
+		/* issue 5: the outbox runs beside the backup */
+		mk_backoff_init(&a->send_backoff, 30000, 30 * 60 * 1000, MK_BACKOFF_JITTER_EQUAL, NULL, NULL);
+		send_schedule(a, false);
+	}
+	if (!receive) {
+		snprintf(a->status, sizeof(a->status), "running (outbox only)");
+		a->synced = true;
+		on_synced(a, a->cfg->name);
 		return;
 	}
 	start_pop3(a);
@@ -315,9 +487,23 @@ static void poll_timer_closed(uv_handle_t *h)
 	maybe_finish(a->ag);
 }
 
+static void send_timer_closed(uv_handle_t *h)
+{
+	struct acct *a = h->data;
+	a->send_timer_open = false;
+	maybe_finish(a->ag);
+}
+
 static void acct_stop(struct acct *a, bool graceful)
 {
 	a->stopping = true;
+	if (a->send_timer_open) {
+		uv_timer_stop(&a->send_timer);
+		if (!uv_is_closing((uv_handle_t *)&a->send_timer))
+			uv_close((uv_handle_t *)&a->send_timer, send_timer_closed);
+	}
+	if (a->send != NULL)
+		graceful ? mk_outbox_stop(a->send) : mk_outbox_cancel(a->send);
 	if (a->poll_timer_open) {
 		uv_timer_stop(&a->poll_timer);
 		if (!uv_is_closing((uv_handle_t *)&a->poll_timer))
@@ -333,7 +519,8 @@ static void acct_stop(struct acct *a, bool graceful)
 
 static bool acct_idle(const struct acct *a)
 {
-	return a->watch == NULL && a->poll == NULL && a->pop3 == NULL && !a->poll_timer_open;
+	return a->watch == NULL && a->poll == NULL && a->pop3 == NULL && !a->poll_timer_open && a->send == NULL &&
+	       !a->send_timer_open;
 }
 
 static void acct_free(struct acct *a)
@@ -511,6 +698,10 @@ static void render_status(struct agent *ag, bool json, struct mk_buf *out)
 		} else {
 			mk_buf_printf(out, "account %s: %s%s\n", a->cfg->name, a->status,
 				      a->synced ? "" : " (first sync running)");
+			if (a->cfg->smtp.host != NULL) /* issue 5 */
+				mk_buf_printf(out, "  outbox: %s\n", a->send != NULL ? "sending" : "idle");
+			if (a->cfg->smtp.host != NULL && a->send_status[0])
+				mk_buf_printf(out, "  outbox %s\n", a->send_status);
 			for (size_t i = 0; i < n; i++) {
 				char when[32] = "";
 				time_t t = (time_t)cs[i].since;
@@ -543,6 +734,14 @@ static int control_handler(void *ud, const char *request, struct mk_buf *reply)
 	}
 	if (strcmp(request, "metrics") == 0)
 		return mk_metrics_render(ag->metrics, reply);
+	if (strcmp(request, "outbox") == 0 || strcmp(request, "outbox flush") == 0) {
+		/* issue 5: a command queued mail (or asks to send now) */
+		bool flush = strcmp(request, "outbox flush") == 0;
+		for (struct acct *a = ag->accts; a != NULL; a = a->next)
+			if (!a->removed)
+				send_schedule(a, flush);
+		return mk_buf_append_str(reply, "ok\n");
+	}
 	mk_buf_append_str(reply, "unknown request");
 	return MK_EINVAL;
 }
@@ -609,6 +808,17 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 		mk_free(ag);
 		return MK_EXIT_TEMPFAIL;
 	}
+	/* issue 5: entries a crash left in SENDING: back to the queue, or
+	 * uncertain when their final dot may have reached the server. */
+	unsigned requeued = 0, uncertain = 0;
+	r = mk_store_outbox_recover(ag->store, &requeued, &uncertain);
+	if (r < 0)
+		mk_log(MK_LOG_ERROR, MK_LOG_CAT_STORE, NULL, "outbox recovery: %s", mk_strerror(r));
+	else if (requeued + uncertain > 0)
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL,
+		       "outbox: %u interrupted message(s) queued again, %u uncertain (sent before the crash, reply "
+		       "unknown: see `mailkeep outbox ls`)",
+		       requeued, uncertain);
 	mk_notify_init();
 	ag->metrics = mk_metrics_new(0);
 	mk_metrics_define_std(ag->metrics);

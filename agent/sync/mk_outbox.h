@@ -73,6 +73,9 @@ const struct mk_outbox_result *mk_outbox_result(const struct mk_outbox *ob);
 /* Stops now (no QUIT): an entry being sent is settled as for a lost
  * connection; done runs with MK_ECANCELED. */
 void mk_outbox_cancel(struct mk_outbox *ob);
+/* Finishes the message in flight (its reply is awaited and recorded),
+ * then QUITs instead of starting the next one; done runs as usual. */
+void mk_outbox_stop(struct mk_outbox *ob);
 void mk_outbox_free(struct mk_outbox **ob);
 
 /* What may be sent now for one account: entries QUEUED whose send_at and

@@ -57,7 +57,7 @@ struct mk_outbox {
 	struct mk_smtp_session *sess;
 	enum ostate st;
 	struct mk_outbox_result res;
-	bool finished, cancelled, need_rset;
+	bool finished, cancelled, need_rset, stop_requested;
 	/* the entry being sent */
 	struct mk_store_outbox cur;
 	bool have_cur;
@@ -436,7 +436,7 @@ static void next_message(struct mk_outbox *ob)
 {
 	if (ob->res.err != 0 || ob->sess == NULL)
 		return;
-	int r = take_next(ob);
+	int r = ob->stop_requested ? 0 : take_next(ob);
 	if (r < 0) {
 		fail(ob, r, "account %s: outbox: %s", ob->o.acct->name, mk_strerror(r));
 		return;
@@ -868,6 +868,14 @@ void mk_outbox_cancel(struct mk_outbox *ob)
 		return;
 	ob->cancelled = true;
 	fail(ob, MK_ECANCELED, "cancelled");
+}
+
+void mk_outbox_stop(struct mk_outbox *ob)
+{
+	ob->stop_requested = true;
+	/* Not yet sending (connecting, logging in): nothing to finish. */
+	if (ob->sess != NULL && !ob->have_cur && ob->st != O_QUIT)
+		fail(ob, MK_ECANCELED, "stopped");
 }
 
 void mk_outbox_free(struct mk_outbox **obp)
