@@ -82,6 +82,9 @@ static int fail(char *error, size_t errsz, const char *flag, const char *s, cons
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	for (char *q = msg; *q; q++) /* the rest of the input may be quoted */
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	snprintf(error, errsz, "%s %s: %s", flag, shown, msg);
 	return MK_EINVAL;
 }
@@ -133,6 +136,20 @@ static int digits(struct cur *c, int min, int max, int64_t *v_r)
 	c->p += n;
 	*v_r = v;
 	return n;
+}
+
+/* Exactly n digits, whatever follows. */
+static bool digits_exact(struct cur *c, int n, int64_t *v_r)
+{
+	int64_t v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!is_digit(c->p[i]))
+			return false;
+		v = v * 10 + (c->p[i] - '0');
+	}
+	c->p += n;
+	*v_r = v;
+	return true;
 }
 
 /* A run of letters, lowercased into w (truncated words never match). */
@@ -293,7 +310,7 @@ static int parse_iso(struct cur *c, const struct mk_when_clock *clk, const char 
 		int sign = *c->p == '-' ? -1 : 1;
 		c->p++;
 		int64_t oh, om = 0;
-		if (!digits(c, 2, 2, &oh))
+		if (!digits_exact(c, 2, &oh))
 			return fail(error, errsz, flag, c->s, "expected a zone offset +HH:MM");
 		if (*c->p == ':') {
 			c->p++;
