@@ -79,16 +79,16 @@ static void test_header_end(void **state)
 	(void)state;
 	check_end("From: a@x\r\nTo: b@y\r\n\r\nbody\r\n", 22, 22);
 	check_end("From: a@x\nTo: b@y\n\nbody\n", 19, 19);
-	check_end("From: a@x\r\n\r\n", 13, 13);           /* no body */
+	check_end("From: a@x\r\n\r\n", 13, 13); /* no body */
 	check_end("From: a@x\n\n", 11, 11);
-	check_end("\r\nbody", 2, 2);                          /* empty header */
+	check_end("\r\nbody", 2, 2); /* empty header */
 	check_end("\nbody", 1, 1);
-	check_end("From: a@x\nTo: b@y\n", -1, 18);            /* eof: all header */
-	check_end("From: a@x\r\nTo: b@y", -1, 18);            /* no final line end */
-	check_end("From: a@x\r\n\r", -1, 12);                 /* CR then eof */
-	check_end("From: a@x\r\n\rX: y\r\n\r\nb", 20, 20);   /* a line starting with CR */
+	check_end("From: a@x\nTo: b@y\n", -1, 18);		     /* eof: all header */
+	check_end("From: a@x\r\nTo: b@y", -1, 18);		     /* no final line end */
+	check_end("From: a@x\r\n\r", -1, 12);			     /* CR then eof */
+	check_end("From: a@x\r\n\rX: y\r\n\r\nb", 20, 20);	     /* a line starting with CR */
 	check_end("From: a@x\r\nSubject: a\r\n b\r\n\r\nz", 29, 29); /* folding is no end */
-	check_end("From: a@x\n\r\nbody", 12, 12);             /* mixed endings */
+	check_end("From: a@x\n\r\nbody", 12, 12);		     /* mixed endings */
 	check_end("", -1, 0);
 }
 
@@ -245,8 +245,8 @@ static void test_outlook_folded(void **state)
 	mk_buf_reset(&b);
 	mk_buf_append_str(&b, "From: \"Smith, Anna\" <anna.smith@contoso.example>\r\nTo: ");
 	for (int i = 0; i < 40; i++)
-		mk_buf_printf(&b, "%s\"Last%d, First%d\" <first%d.last%d@contoso.example>", i ? ",\r\n " : "", i, i,
-			      i, i);
+		mk_buf_printf(&b, "%s\"Last%d, First%d\" <first%d.last%d@contoso.example>", i ? ",\r\n " : "", i, i, i,
+			      i);
 	mk_buf_append_str(&b, "\r\nCC: \"Team\r\n Lead\" <LEAD@contoso.example>,\r\n <first3.last3@CONTOSO.example>\r\n"
 			      "Subject: =?us-ascii?Q?Quarterly_review?=\r\n"
 			      "Thread-Topic: Quarterly review\r\n"
@@ -286,11 +286,12 @@ static void test_sendmail_classic_added(void **state)
 	assert_string_equal(join(m.rcpt, m.n_rcpt), "you@example.com,\"a b\"@example.com,john@example.com,"
 						    "routed@example.com,some.one@[192.0.2.1],\"x\\\"y.z\"@example.com,"
 						    "a.b@example.com");
-	assert_string_equal(hdr(&m), "From: me@example.org (Me Myself)\r\n"
-				     "To: you@example.com (You), \"a b\"@example.com, john(comment)@example.com,\r\n"
-				     "  <@r1.example,@r2.example:routed@example.com>, \"john\"@EXAMPLE.com\r\n"
-				     "cc: Some One <\"some.one\"@[192.0.2.1]>, \"x\\\"y\".z@example.com, a . b @ example . com\r\n"
-				     "Subject: test\r\n" GEN_DATE GEN_MSGID "\r\n");
+	assert_string_equal(
+		hdr(&m), "From: me@example.org (Me Myself)\r\n"
+			 "To: you@example.com (You), \"a b\"@example.com, john(comment)@example.com,\r\n"
+			 "  <@r1.example,@r2.example:routed@example.com>, \"john\"@EXAMPLE.com\r\n"
+			 "cc: Some One <\"some.one\"@[192.0.2.1]>, \"x\\\"y\".z@example.com, a . b @ example . com\r\n"
+			 "Subject: test\r\n" GEN_DATE GEN_MSGID "\r\n");
 	assert_true(m.added_date);
 	assert_true(m.added_message_id);
 	assert_string_equal(m.message_id, "<00112233445566778899aabbccddeeff@host.example>");
@@ -345,8 +346,8 @@ static void test_date_msgid_inserted(void **state)
 	mk_smtp_msg_init(&m);
 	/* no empty line at all (eof), no final newline */
 	assert_int_equal(prep(&m, "From: Ann <ann@example.org>\nTo: bob@example.net", true), 0);
-	assert_string_equal(hdr(&m), "From: Ann <ann@example.org>\r\nTo: bob@example.net\r\n" GEN_DATE GEN_MSGID
-				     "\r\n");
+	assert_string_equal(hdr(&m),
+			    "From: Ann <ann@example.org>\r\nTo: bob@example.net\r\n" GEN_DATE GEN_MSGID "\r\n");
 	/* Date present, Message-ID missing; domain from From when none given */
 	struct mk_smtp_msg_opts o = opts(true);
 	o.msgid_domain = NULL;
@@ -388,20 +389,22 @@ static void test_8bit(void **state)
 	(void)state;
 	struct mk_smtp_msg m;
 	mk_smtp_msg_init(&m);
-	assert_int_equal(prep(&m, "From: J\xc3\xb6rg <j@example.de>\nTo: a@example.com\nSubject: Gr\xc3\xbc\xc3\x9f"
-				  "e\n\n",
-			       true),
+	assert_int_equal(prep(&m,
+			      "From: J\xc3\xb6rg <j@example.de>\nTo: a@example.com\nSubject: Gr\xc3\xbc\xc3\x9f"
+			      "e\n\n",
+			      true),
 			 0);
 	assert_true(m.header_8bit);
 	assert_false(m.smtputf8);
-	assert_int_equal(prep(&m, "From: j@example.de\nTo: j\xc3\xb6rg@b\xc3\xbc"
-				  "cher.example\n\n",
-			       true),
+	assert_int_equal(prep(&m,
+			      "From: j@example.de\nTo: j\xc3\xb6rg@b\xc3\xbc"
+			      "cher.example\n\n",
+			      true),
 			 0);
 	assert_true(m.header_8bit);
 	assert_true(m.smtputf8);
 	assert_string_equal(m.rcpt[0], "j\xc3\xb6rg@b\xc3\xbc"
-					"cher.example");
+				       "cher.example");
 	mk_smtp_msg_cleanup(&m);
 }
 
@@ -448,12 +451,13 @@ static void test_errors(void **state)
 		{"From: a@x\nTo: <@r1 a@x>\n\n", MK_EINVAL, "line 2: invalid route in <...> in To"},
 		{"From: a@x\nTo: [1.2.3.4]\n\n", MK_EINVAL, "line 2: unexpected \"[1.2.3.4]\" in To"},
 		{"From: a@x\nTo: Bob > b@y\n\n", MK_EINVAL, "line 2: unexpected \">\" in To"},
-		{"From: a@x\nBcc: ok@x,\n\tfine@y,\n\t\"bad\n\n", MK_EINVAL, "line 4: unterminated quoted string in Bcc"},
+		{"From: a@x\nBcc: ok@x,\n\tfine@y,\n\t\"bad\n\n", MK_EINVAL,
+		 "line 4: unterminated quoted string in Bcc"},
 		{"From: a b\n\n", MK_EINVAL, "line 1: \"a b\" is not an address (no '@') in From"},
 		{"From: undisclosed-recipients:;\nTo: b@y\n\n", MK_EINVAL, "line 1: no address in From"},
-		{"From: a@x\nSender: a@x, b@y\nTo: b@y\n\n", MK_EINVAL,
-		 "line 2: Sender must hold exactly one address"},
-		{"From: a@x\nFrom: b@x\nTo: b@y\n\n", MK_EINVAL, "line 2: a second From field (the first is on line 1)"},
+		{"From: a@x\nSender: a@x, b@y\nTo: b@y\n\n", MK_EINVAL, "line 2: Sender must hold exactly one address"},
+		{"From: a@x\nFrom: b@x\nTo: b@y\n\n", MK_EINVAL,
+		 "line 2: a second From field (the first is on line 1)"},
 		{"Message-ID: <a@b>\nFrom: a@x\nmessage-id: <c@d>\n\n", MK_EINVAL,
 		 "line 3: a second Message-ID field (the first is on line 1)"},
 		{"Date: x\nFrom: a@x\nDATE: y\n\n", MK_EINVAL, "line 3: a second Date field (the first is on line 1)"},
@@ -598,14 +602,42 @@ static void test_addr_valid(void **state)
 {
 	(void)state;
 	static const char *const good[] = {
-		"a@b", "first.last@example.com", "\"a b\"@x", "\"a\\\"b\"@x", "user+tag@sub.example.co.uk",
-		"x@[192.0.2.1]", "x@[IPv6:2001:db8::1]", "j\xc3\xb6rg@b\xc3\xbc" "cher.de", "o'neil@x-y.example",
+		"a@b",
+		"first.last@example.com",
+		"\"a b\"@x",
+		"\"a\\\"b\"@x",
+		"user+tag@sub.example.co.uk",
+		"x@[192.0.2.1]",
+		"x@[IPv6:2001:db8::1]",
+		"j\xc3\xb6rg@b\xc3\xbc"
+		"cher.de",
+		"o'neil@x-y.example",
 		"a@host_name.example",
 	};
 	static const char *const bad[] = {
-		"", "a", "@b", "a@", "a b@x", "a@b c", ".a@x", "a.@x", "a..b@x", "a@.x", "a@x.", "a@x..y",
-		"\"a@x", "\"a\"b@x", "a@[1.2.3.4", "a@[1 2]", "a@b@c", "a\r\n@x", "a@x\r\nRCPT TO:<b@y>",
-		"<a@x>", "a@x>", "\"a\x01\"@x", "a@x!y",
+		"",
+		"a",
+		"@b",
+		"a@",
+		"a b@x",
+		"a@b c",
+		".a@x",
+		"a.@x",
+		"a..b@x",
+		"a@.x",
+		"a@x.",
+		"a@x..y",
+		"\"a@x",
+		"\"a\"b@x",
+		"a@[1.2.3.4",
+		"a@[1 2]",
+		"a@b@c",
+		"a\r\n@x",
+		"a@x\r\nRCPT TO:<b@y>",
+		"<a@x>",
+		"a@x>",
+		"\"a\x01\"@x",
+		"a@x!y",
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		if (!mk_smtp_msg_addr_valid(good[i]))
@@ -627,8 +659,7 @@ static void test_sender_and_reprepare(void **state)
 	(void)state;
 	struct mk_smtp_msg m;
 	mk_smtp_msg_init(&m);
-	assert_int_equal(prep(&m, "From: a@x.example, b@x.example\nSender: Sec <sec@x.example>\nTo: c@y\n\n", true),
-			 0);
+	assert_int_equal(prep(&m, "From: a@x.example, b@x.example\nSender: Sec <sec@x.example>\nTo: c@y\n\n", true), 0);
 	assert_string_equal(join(m.from, m.n_from), "a@x.example,b@x.example");
 	assert_string_equal(m.sender, "sec@x.example");
 	/* a second call starts over */

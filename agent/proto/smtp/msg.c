@@ -291,7 +291,8 @@ static int next_tok(struct lex *lx, struct tok *t, struct perr *e)
 		for (;; i++) {
 			if (i >= lx->n)
 				return perr_set(e, MK_EINVAL, lx->pos,
-						c == '"' ? "unterminated quoted string" : "unterminated domain literal");
+						c == '"' ? "unterminated quoted string"
+							 : "unterminated domain literal");
 			if (lx->v[i] == '\\') {
 				i++;
 				if (i >= lx->n)
@@ -455,8 +456,8 @@ static int read_domain(struct lex *lx, struct abuf *out, struct perr *e)
 	} else {
 		for (;;) {
 			if (t.kind != TOK_ATOM)
-				return perr_set(e, MK_EINVAL, t.off, t.kind == TOK_END ? "missing domain after '@'"
-										: "invalid domain");
+				return perr_set(e, MK_EINVAL, t.off,
+						t.kind == TOK_END ? "missing domain after '@'" : "invalid domain");
 			for (size_t i = 0; i < t.len; i++)
 				ab_put(out, lx->v[t.off + i]);
 			struct tok dot;
@@ -611,8 +612,7 @@ static int parse_list(const char *v, size_t n, char ***list, unsigned *n_list, s
 	return 0;
 }
 
-int mk_smtp_msg_parse_addresses(const char *value, size_t n, char ***list, unsigned *n_list, char *error,
-				size_t errsz)
+int mk_smtp_msg_parse_addresses(const char *value, size_t n, char ***list, unsigned *n_list, char *error, size_t errsz)
 {
 	struct perr e = {.code = 0};
 	int r = parse_list(value, n, list, n_list, &e);
@@ -671,7 +671,7 @@ static enum fkind field_kind(const uint8_t *name, size_t n)
 
 struct field {
 	size_t start, end; /* the raw field, all its lines with their ends */
-	size_t value;      /* first byte after the colon */
+	size_t value;	   /* first byte after the colon */
 	unsigned line;
 	enum fkind kind;
 };
