@@ -82,6 +82,9 @@ static int fail(char *error, size_t errsz, const char *flag, const char *s, cons
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	for (char *q = msg; *q; q++) /* the rest of the input may be quoted */
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	snprintf(error, errsz, "%s %s: %s", flag, shown, msg);
 	return MK_EINVAL;
 }
@@ -133,6 +136,20 @@ static int digits(struct cur *c, int min, int max, int64_t *v_r)
 	c->p += n;
 	*v_r = v;
 	return n;
+}
+
+/* Exactly n digits, whatever follows. */
+static bool digits_exact(struct cur *c, int n, int64_t *v_r)
+{
+	int64_t v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!is_digit(c->p[i]))
+			return false;
+		v = v * 10 + (c->p[i] - '0');
+	}
+	c->p += n;
+	*v_r = v;
+	return true;
 }
 
 /* A run of letters, lowercased into w (truncated words never match). */
@@ -210,8 +227,8 @@ static int local_to_unix(const struct mk_when_clock *c, struct ymd day, int h, i
 	return 0;
 }
 
-static int today_local(const struct mk_when_clock *c, const char *flag, const char *s, struct tm *tm_r,
-		       char *error, size_t errsz)
+static int today_local(const struct mk_when_clock *c, const char *flag, const char *s, struct tm *tm_r, char *error,
+		       size_t errsz)
 {
 	if (c->to_local(c->now, tm_r, c->ud) != 0)
 		return fail(error, errsz, flag, s, "cannot convert the current time to local time");
@@ -228,7 +245,7 @@ static struct ymd ymd_of_tm(const struct tm *tm, int64_t add_days)
 
 static int weekday_of(const char *w)
 {
-	static const char *const names[7] = {"sunday",   "monday", "tuesday", "wednesday",
+	static const char *const names[7] = {"sunday",	 "monday", "tuesday", "wednesday",
 					     "thursday", "friday", "saturday"};
 	size_t n = strlen(w);
 	if (n < 3)
@@ -293,7 +310,7 @@ static int parse_iso(struct cur *c, const struct mk_when_clock *clk, const char 
 		int sign = *c->p == '-' ? -1 : 1;
 		c->p++;
 		int64_t oh, om = 0;
-		if (!digits(c, 2, 2, &oh))
+		if (!digits_exact(c, 2, &oh))
 			return fail(error, errsz, flag, c->s, "expected a zone offset +HH:MM");
 		if (*c->p == ':') {
 			c->p++;
@@ -373,15 +390,15 @@ int mk_when_parse_time(const char *s, const struct mk_when_clock *c, int64_t *t_
 			int want = h * 3600 + mi * 60 + sec;
 			int have = now_tm.tm_hour * 3600 + now_tm.tm_min * 60 + now_tm.tm_sec;
 			if (want > have)
-				return local_to_unix(c, ymd_of_tm(&now_tm, 0), h, mi, sec, flag, s, t_r, error,
-						     errsz);
+				return local_to_unix(c, ymd_of_tm(&now_tm, 0), h, mi, sec, flag, s, t_r, error, errsz);
 		}
 		return local_to_unix(c, ymd_of_tm(&now_tm, 1), h, mi, sec, flag, s, t_r, error, errsz);
 	}
 
 	char w[16];
 	if (word(&cur, w, sizeof(w)) == 0)
-		return fail(error, errsz, flag, s, "expected a time: HH:MM, YYYY-MM-DD HH:MM, tomorrow HH:MM, now, @SECONDS");
+		return fail(error, errsz, flag, s,
+			    "expected a time: HH:MM, YYYY-MM-DD HH:MM, tomorrow HH:MM, now, @SECONDS");
 	if (strcmp(w, "now") == 0) {
 		skip_space(&cur);
 		if (*cur.p != '\0')
@@ -438,11 +455,13 @@ static int64_t unit_seconds(const char *u)
 		const char *name;
 		int64_t secs;
 	} units[] = {
-		{"s", 1},        {"sec", 1},       {"secs", 1},     {"second", 1},     {"seconds", 1},
-		{"m", 60},       {"min", 60},      {"mins", 60},    {"minute", 60},    {"minutes", 60},
-		{"h", 3600},     {"hr", 3600},     {"hrs", 3600},   {"hour", 3600},    {"hours", 3600},
-		{"d", 86400},    {"day", 86400},   {"days", 86400}, {"w", 7 * 86400},  {"week", 7 * 86400},
-		{"weeks", 7 * 86400},
+		{"s", 1},	  {"sec", 1},	       {"secs", 1},
+		{"second", 1},	  {"seconds", 1},      {"m", 60},
+		{"min", 60},	  {"mins", 60},	       {"minute", 60},
+		{"minutes", 60},  {"h", 3600},	       {"hr", 3600},
+		{"hrs", 3600},	  {"hour", 3600},      {"hours", 3600},
+		{"d", 86400},	  {"day", 86400},      {"days", 86400},
+		{"w", 7 * 86400}, {"week", 7 * 86400}, {"weeks", 7 * 86400},
 	};
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (strcmp(u, units[i].name) == 0)
@@ -505,8 +524,8 @@ void mk_when_format_local(int64_t t, const struct mk_when_clock *c, char *buf, s
 	int64_t y = (int64_t)tm.tm_year + 1900;
 	/* the offset from the fields themselves: to_local need not set
 	 * tm_gmtoff */
-	int64_t local = days_from_civil(y, tm.tm_mon + 1, tm.tm_mday) * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 +
-			tm.tm_sec;
+	int64_t local =
+		days_from_civil(y, tm.tm_mon + 1, tm.tm_mday) * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
 	int64_t off = (local - t) / 60;
 	char sign = off < 0 ? '-' : '+';
 	if (off < 0)

@@ -90,7 +90,8 @@ int mk_smtp_msg_prepare(struct mk_smtp_msg *m, const uint8_t *p, size_t n, const
  * MK_SMTP_MSG_RCPT_MAX entries. *list may hold entries from an earlier
  * call (on error, those appended so far stay: free with
  * mk_smtp_msg_free_list). Returns 0, MK_EINVAL (error says what),
- * MK_ETOOBIG (too many addresses, an address over MK_SMTP_MSG_ADDR_MAX). Used by prepare and for
+ * MK_ETOOBIG (too many addresses, an address over MK_SMTP_MSG_ADDR_MAX).
+ * Used by prepare and for
  * recipients given on the command line ("Name <a@b>" accepted there too). */
 int mk_smtp_msg_parse_addresses(const char *value, size_t n, char ***list, unsigned *n_list, char *error,
 				size_t errsz);

@@ -291,7 +291,8 @@ static int next_tok(struct lex *lx, struct tok *t, struct perr *e)
 		for (;; i++) {
 			if (i >= lx->n)
 				return perr_set(e, MK_EINVAL, lx->pos,
-						c == '"' ? "unterminated quoted string" : "unterminated domain literal");
+						c == '"' ? "unterminated quoted string"
+							 : "unterminated domain literal");
 			if (lx->v[i] == '\\') {
 				i++;
 				if (i >= lx->n)
@@ -353,7 +354,7 @@ static bool is_word(const struct tok *t)
 /* ---- addr-spec ---- */
 
 struct abuf {
-	char s[MK_SMTP_MSG_ADDR_MAX + 2];
+	char s[MK_SMTP_MSG_ADDR_MAX + 1];
 	size_t n;
 	bool over;
 };
@@ -455,8 +456,8 @@ static int read_domain(struct lex *lx, struct abuf *out, struct perr *e)
 	} else {
 		for (;;) {
 			if (t.kind != TOK_ATOM)
-				return perr_set(e, MK_EINVAL, t.off, t.kind == TOK_END ? "missing domain after '@'"
-										: "invalid domain");
+				return perr_set(e, MK_EINVAL, t.off,
+						t.kind == TOK_END ? "missing domain after '@'" : "invalid domain");
 			for (size_t i = 0; i < t.len; i++)
 				ab_put(out, lx->v[t.off + i]);
 			struct tok dot;
@@ -493,14 +494,15 @@ static int list_add(char ***list, unsigned *n_list, const char *addr, size_t off
 	return 0;
 }
 
-/* After an address: ',' or the end, or ';' closing the group. */
-static int expect_separator(struct lex *lx, bool in_group, struct perr *e)
+/* After an address: ',' or the end, or ';' (closing the group; outside
+ * one the caller reports it). */
+static int expect_separator(struct lex *lx, struct perr *e)
 {
 	struct tok t;
 	int r = peek_tok(lx, &t, e);
 	if (r < 0)
 		return r;
-	if (t.kind == TOK_END || is_special(&t, ',') || (in_group && is_special(&t, ';')))
+	if (t.kind == TOK_END || is_special(&t, ',') || is_special(&t, ';'))
 		return 0;
 	char s[40];
 	show(lx->v + t.off, lx->n - t.off, s, sizeof(s));
@@ -525,7 +527,7 @@ static int parse_list(const char *v, size_t n, char ***list, unsigned *n_list, s
 			if (!in_group)
 				return perr_set(e, MK_EINVAL, t.off, "';' outside a group");
 			in_group = false;
-			if ((r = expect_separator(&lx, false, e)) < 0)
+			if ((r = expect_separator(&lx, e)) < 0)
 				return r;
 			continue;
 		}
@@ -602,7 +604,7 @@ static int parse_list(const char *v, size_t n, char ***list, unsigned *n_list, s
 			return perr_set(e, MK_EINVAL, start, "invalid address");
 		if ((r = list_add(list, n_list, a.s, start, e)) < 0)
 			return r;
-		if ((r = expect_separator(&lx, in_group, e)) < 0)
+		if ((r = expect_separator(&lx, e)) < 0)
 			return r;
 	}
 	if (in_group)
@@ -610,8 +612,7 @@ static int parse_list(const char *v, size_t n, char ***list, unsigned *n_list, s
 	return 0;
 }
 
-int mk_smtp_msg_parse_addresses(const char *value, size_t n, char ***list, unsigned *n_list, char *error,
-				size_t errsz)
+int mk_smtp_msg_parse_addresses(const char *value, size_t n, char ***list, unsigned *n_list, char *error, size_t errsz)
 {
 	struct perr e = {.code = 0};
 	int r = parse_list(value, n, list, n_list, &e);
@@ -670,7 +671,7 @@ static enum fkind field_kind(const uint8_t *name, size_t n)
 
 struct field {
 	size_t start, end; /* the raw field, all its lines with their ends */
-	size_t value;      /* first byte after the colon */
+	size_t value;	   /* first byte after the colon */
 	unsigned line;
 	enum fkind kind;
 };
@@ -715,7 +716,8 @@ static unsigned line_of(const struct prep *pp, const struct field *f, size_t off
 	for (size_t i = f->value; i < f->end; i++) {
 		uint8_t c = pp->p[i];
 		if (c == '\n') {
-			line++;
+			if (i + 1 < f->end) /* not the field's own final line end */
+				line++;
 			continue;
 		}
 		if (c == '\r' && i + 1 < f->end && pp->p[i + 1] == '\n')
