@@ -29,6 +29,7 @@
 #include "mk_pop3_fetch.h"
 #include "mk_backoff.h"
 #include "mk_outbox.h" /* issue 5 */
+#include "mk_sentcheck.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -59,6 +60,8 @@ struct acct {
 	char status[700];
 	/* issue 5: the outbox of this account */
 	struct mk_outbox *send;       /* a sending run, while it runs */
+	struct mk_sentcheck *check;   /* looking for uncertain sends in the server's Sent folder */
+	uint64_t *check_ids;
 	uv_timer_t send_timer;        /* armed for the next due entry */
 	bool send_timer_open;
 	bool send_again;              /* asked to look again while a run was going */
@@ -342,10 +345,114 @@ static void send_done(void *ud, struct mk_outbox *ob)
 	maybe_finish(a->ag);
 }
 
+static void check_done(void *ud, struct mk_sentcheck *c)
+{
+	struct acct *a = ud;
+	const struct mk_sentcheck_result *res = mk_sentcheck_result(c);
+	const char *folder = a->cfg->server_saves_sent;
+	if (res->err != 0) {
+		if (res->err != MK_ECANCELED)
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL,
+			       "account %s: cannot look for uncertain sends in \"%s\": %s (retrying later)", a->cfg->name,
+			       folder, res->error);
+		uint64_t ms = mk_backoff_next_ms(&a->send_backoff);
+		a->send_blocked_until = mk_time_wall_s() + (int64_t)(ms / 1000);
+	} else {
+		for (size_t i = 0; i < res->n; i++) {
+			int r = mk_outbox_settle_uncertain(a->ag->store, a->check_ids[i], res->found[i], folder);
+			if (r == 0)
+				mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: outbox %llu: %s in \"%s\" (of %u "
+									   "messages): %s",
+				       a->cfg->name, (unsigned long long)a->check_ids[i], res->found[i] ? "found" : "not found",
+				       folder, res->scanned, res->found[i] ? "it was sent" : "sending it again");
+		}
+	}
+	a->check = NULL;
+	MK_FREE(&a->check_ids);
+	mk_sentcheck_free(&c);
+	if (!a->stopping && !a->ag->stopping)
+		send_schedule(a, false);
+	maybe_finish(a->ag);
+}
+
+/* How long after an interrupted send its server copy may still be on its
+ * way to Sent (tests shorten it). */
+static int64_t settle_seconds(void)
+{
+#ifdef MK_TEST_HOOKS
+	const char *e = getenv("MK_TEST_SETTLE_S");
+	if (e != NULL)
+		return strtol(e, NULL, 10);
+#endif
+	return MK_OUTBOX_SETTLE_S;
+}
+
+/* Uncertain entries are looked up in the server's Sent folder before
+ * anything else is sent. Returns true when a lookup runs (or must wait). */
+static bool check_uncertain(struct acct *a, int64_t *wait_r)
+{
+	struct agent *ag = a->ag;
+	if (a->check != NULL)
+		return true;
+	if (a->cfg->server_saves_sent == NULL || a->cfg->imap.host == NULL)
+		return false; /* no way to know: left to the user (`outbox retry`/`cancel`) */
+	int64_t now = mk_time_wall_s();
+	if (a->send_blocked_until > now)
+		return false;
+	uint32_t aid = 0;
+	struct mk_outbox_uncertain u;
+	memset(&u, 0, sizeof(u));
+	if (mk_store_account(ag->store, a->cfg->name, true, &aid) < 0 ||
+	    mk_outbox_uncertain_list(ag->store, aid, now, settle_seconds(), &u) < 0)
+		return false;
+	if (u.n == 0) {
+		*wait_r = u.wait_until;
+		mk_outbox_uncertain_free(&u);
+		return false;
+	}
+	char *secret = NULL, *error = NULL;
+	struct mk_tls_ctx *tls = NULL;
+	int r = mk_config_get_secret(a->cfg, &secret, &error);
+	if (r == 0)
+		r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &tls, &error);
+	if (r == 0) {
+		struct mk_sentcheck_opts co = {
+			.loop = &ag->loop,
+			.acct = a->cfg,
+			.tls_ctx = tls,
+			.secret = secret,
+			.folder = a->cfg->server_saves_sent,
+			.msgids = (const char *const *)u.msgids,
+			.n = u.n,
+		};
+		r = mk_sentcheck_start(&co, check_done, a, &a->check);
+	}
+	mk_config_secret_free(&secret);
+	if (r < 0) {
+		a->check = NULL;
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: outbox: %s", a->cfg->name,
+		       error ? error : mk_strerror(r));
+		mk_free(error);
+		mk_outbox_uncertain_free(&u);
+		return false;
+	}
+	mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: looking for %zu uncertain send(s) in \"%s\"",
+	       a->cfg->name, u.n, a->cfg->server_saves_sent);
+	a->check_ids = u.ids;
+	u.ids = NULL;
+	mk_outbox_uncertain_free(&u);
+	return true;
+}
+
 static void send_schedule(struct acct *a, bool flush)
 {
 	struct agent *ag = a->ag;
 	if (a->stopping || ag->stopping || a->cfg->smtp.host == NULL)
+		return;
+	if (a->check != NULL)
+		return; /* check_done schedules */
+	int64_t unc_wait = 0;
+	if (a->send == NULL && check_uncertain(a, &unc_wait))
 		return;
 	if (a->send != NULL) {
 		a->send_again = true;
@@ -399,8 +506,8 @@ static void send_schedule(struct acct *a, bool flush)
 			send_arm(a, a->send_blocked_until);
 		}
 		mk_free(error);
-	} else if (plan.next_due != 0) {
-		send_arm(a, plan.next_due);
+	} else if (plan.next_due != 0 || unc_wait != 0) {
+		send_arm(a, plan.next_due == 0 ? unc_wait : unc_wait == 0 || plan.next_due < unc_wait ? plan.next_due : unc_wait);
 	} else if (a->send_timer_open) {
 		uv_timer_stop(&a->send_timer);
 	}
@@ -504,6 +611,8 @@ static void acct_stop(struct acct *a, bool graceful)
 	}
 	if (a->send != NULL)
 		graceful ? mk_outbox_stop(a->send) : mk_outbox_cancel(a->send);
+	if (a->check != NULL)
+		mk_sentcheck_cancel(a->check);
 	if (a->poll_timer_open) {
 		uv_timer_stop(&a->poll_timer);
 		if (!uv_is_closing((uv_handle_t *)&a->poll_timer))
@@ -520,7 +629,7 @@ static void acct_stop(struct acct *a, bool graceful)
 static bool acct_idle(const struct acct *a)
 {
 	return a->watch == NULL && a->poll == NULL && a->pop3 == NULL && !a->poll_timer_open && a->send == NULL &&
-	       !a->send_timer_open;
+	       !a->send_timer_open && a->check == NULL;
 }
 
 static void acct_free(struct acct *a)

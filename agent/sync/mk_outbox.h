@@ -99,6 +99,27 @@ int mk_outbox_plan(struct mk_store *st, const struct mk_config_account *acct, ui
 		   bool ignore_backoff, const uint64_t *only, size_t n_only, struct mk_outbox_plan *p);
 void mk_outbox_plan_free(struct mk_outbox_plan *p);
 
+/* Uncertain entries (state UNCERTAIN) of an account, to be looked up in
+ * the folder where the server files submissions: ids and Message-IDs of
+ * those whose last attempt is at least `settle_s` old (the server may
+ * file its copy a little after its reply); *wait_until_r is the earliest
+ * time a younger one becomes checkable (0: none). Free with
+ * mk_outbox_uncertain_free(). Returns: 0, storage errors. */
+struct mk_outbox_uncertain {
+	uint64_t *ids;
+	char **msgids;
+	size_t n;
+	int64_t wait_until;
+};
+int mk_outbox_uncertain_list(struct mk_store *st, uint32_t account_id, int64_t now, int64_t settle_s,
+			     struct mk_outbox_uncertain *u);
+void mk_outbox_uncertain_free(struct mk_outbox_uncertain *u);
+/* Settles an uncertain entry from the search: found -> SENT (the server
+ * has it; never sent again), not found -> QUEUED again (it did not get
+ * through). Returns: 0, MK_ESTATE (no longer uncertain), storage errors. */
+int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, const char *folder);
+#define MK_OUTBOX_SETTLE_S 120
+
 /* The retry delay after the n-th failed attempt (1-based): 1 min, 2, 4 ...
  * capped at 1 h, with +-10% jitter from `rnd` (0..UINT64_MAX; tests pass a
  * constant). Seconds. */

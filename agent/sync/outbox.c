@@ -234,6 +234,85 @@ void mk_outbox_plan_free(struct mk_outbox_plan *p)
 	p->n = 0;
 }
 
+/* ---- uncertain entries ---- */
+
+struct unc_ctx {
+	int64_t now, settle;
+	struct mk_outbox_uncertain *u;
+	size_t cap;
+};
+
+static int unc_cb(void *ud, const struct mk_store_outbox *o)
+{
+	struct unc_ctx *uc = ud;
+	if (o->state != MK_STORE_OUTBOX_UNCERTAIN || o->message_id[0] == '\0')
+		return 0;
+	if (o->last_attempt + uc->settle > uc->now) {
+		int64_t t = o->last_attempt + uc->settle;
+		if (uc->u->wait_until == 0 || t < uc->u->wait_until)
+			uc->u->wait_until = t;
+		return 0;
+	}
+	if (uc->u->n == uc->cap) {
+		uc->cap = uc->cap ? uc->cap * 2 : 16;
+		uc->u->ids = mk_xrealloc(uc->u->ids, uc->cap * sizeof(uint64_t));
+		uc->u->msgids = mk_xrealloc(uc->u->msgids, uc->cap * sizeof(char *));
+	}
+	uc->u->ids[uc->u->n] = o->id;
+	uc->u->msgids[uc->u->n++] = mk_xstrdup(o->message_id);
+	return 0;
+}
+
+int mk_outbox_uncertain_list(struct mk_store *st, uint32_t account_id, int64_t now, int64_t settle_s,
+			     struct mk_outbox_uncertain *u)
+{
+	memset(u, 0, sizeof(*u));
+	struct unc_ctx uc = {now, settle_s, u, 0};
+	int r = mk_store_outbox_list(st, account_id, unc_cb, &uc);
+	if (r < 0)
+		mk_outbox_uncertain_free(u);
+	return r;
+}
+
+void mk_outbox_uncertain_free(struct mk_outbox_uncertain *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		mk_free(u->msgids[i]);
+	MK_FREE(&u->msgids);
+	MK_FREE(&u->ids);
+	u->n = 0;
+}
+
+int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, const char *folder)
+{
+	struct mk_store_outbox o;
+	mk_store_outbox_init(&o);
+	int r = mk_store_outbox_get(st, id, &o);
+	if (r == 0 && o.state != MK_STORE_OUTBOX_UNCERTAIN)
+		r = MK_ESTATE;
+	if (r == 0) {
+		int64_t now = mk_time_wall_s();
+		o.phase = MK_STORE_OUTBOX_PHASE_NONE;
+		if (found) {
+			o.state = MK_STORE_OUTBOX_SENT;
+			o.done_at = now;
+			for (unsigned i = 0; i < o.n_rcpt; i++)
+				if (o.rcpt[i].state == MK_STORE_RCPT_PENDING)
+					o.rcpt[i].state = MK_STORE_RCPT_SENT;
+			snprintf(o.last_reply, sizeof(o.last_reply),
+				 "found in \"%s\" after an interrupted send: the server has it (not sent again)", folder);
+		} else {
+			o.state = MK_STORE_OUTBOX_QUEUED;
+			o.next_attempt = 0;
+			snprintf(o.last_reply, sizeof(o.last_reply),
+				 "not in \"%s\" after an interrupted send: it did not get through, sending again", folder);
+		}
+		r = mk_store_outbox_update(st, &o, MK_STORE_OUTBOX_UNCERTAIN);
+	}
+	mk_store_outbox_cleanup(&o);
+	return r;
+}
+
 /* ---- settling an attempt ---- */
 
 enum outcome {
