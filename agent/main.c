@@ -8,6 +8,7 @@
 #include "mk_log.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,6 +95,9 @@ int main(int argc, char **argv)
 	};
 	struct mk_cli cli = {0};
 	int verbose = 0;
+	/* A peer that closes while we write (a server dropping us mid-DATA,
+	 * an IMAP server gone away) must be an EPIPE error, not death. */
+	signal(SIGPIPE, SIG_IGN);
 	int ch;
 	/* '+': stop at the first non-option (the command has its own options) */
 	while ((ch = getopt_long(argc, argv, "+c:vqVh", opts, NULL)) != -1) {

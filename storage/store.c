@@ -18,6 +18,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,12 +306,66 @@ int mk__store_put_blob(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_S
 	return put_val(txn, st->blobs, sha, MK_STORE_SHA_LEN, b, n);
 }
 
+/* The start time of process `pid` in clock ticks since boot (field 22 of
+ * /proc/PID/stat), or 0 when unknown: with the pid it names a process
+ * exactly (a pid alone may have been reused). */
+static uint64_t proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (p == NULL)
+		return 0;
+	p++; /* " S ppid ...": field 3 starts after this space */
+	for (int field = 3; field < 22 && p != NULL; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL)
+		return 0;
+	return strtoull(p + 1, NULL, 10);
+}
+
+/* Stores open in this process (marks of this process are in progress only
+ * while another of them is open). */
+static unsigned open_handles;
+
+/* A staging mark: when, and which process (pid + start time) writes the
+ * chunks, so that another process opening the store (a command while the
+ * agent runs) frees only the chunks of writers that are gone. */
+#define STAGING_VAL_LEN (9 + 4 + 8)
+
 int mk__store_put_staging(struct mk_store *st, MDB_txn *txn, uint64_t owner)
 {
-	uint8_t k[8], v[9];
+	uint8_t k[8], v[STAGING_VAL_LEN];
 	mk__store_be64(k, owner);
 	size_t n = mk__store_encode_i64(v, (int64_t)time(NULL));
-	return put_val(txn, st->staging, k, sizeof(k), v, n);
+	MK_ASSERT(n == 9);
+	mk__store_be32(v + 9, (uint32_t)st->pid);
+	mk__store_be64(v + 13, st->starttime);
+	return put_val(txn, st->staging, k, sizeof(k), v, sizeof(v));
+}
+
+/* True when the process that wrote this staging mark still runs. */
+static bool staging_writer_alive(const struct mk_store *st, const MDB_val *val)
+{
+	if (val->mv_size != STAGING_VAL_LEN)
+		return false; /* an older mark without its writer: from before an upgrade */
+	const uint8_t *v = val->mv_data;
+	pid_t pid = (pid_t)mk__store_rd32(v + 9);
+	uint64_t start = mk__store_rd64(v + 13);
+	if (pid <= 0)
+		return false;
+	if (pid == st->pid && start == st->starttime)
+		return open_handles > 1; /* ours: alive only if another handle of ours is open */
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return false;
+	uint64_t now_start = proc_starttime(pid);
+	return now_start == 0 || now_start == start; /* unknown: keep, to be safe */
 }
 
 int mk__store_put_chunk(struct mk_store *st, MDB_txn *txn, uint64_t owner, uint32_t no, const uint8_t *p, size_t n)
@@ -482,29 +537,37 @@ static int staging_cleanup_txn(struct mk_store *st, MDB_txn *txn, void *ud)
 {
 	uint64_t *freed = ud;
 	*freed = 0;
-	for (;;) {
-		MDB_cursor *c;
-		int rc = mdb_cursor_open(txn, st->staging, &c);
-		if (rc != 0)
-			return mk__store_err(rc);
-		MDB_val key, val;
-		rc = mdb_cursor_get(c, &key, &val, MDB_FIRST);
-		mdb_cursor_close(c);
-		if (rc == MDB_NOTFOUND)
-			return 0;
-		if (rc != 0)
-			return mk__store_err(rc);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, st->staging, &c);
+	if (rc != 0)
+		return mk__store_err(rc);
+	uint64_t *drop = NULL;
+	size_t n_drop = 0, cap = 0;
+	MDB_val key, val;
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
 		if (key.mv_size != 8) {
-			int ret = del_key(txn, st->staging, key.mv_data, key.mv_size);
-			if (ret < 0)
-				return ret;
+			rc = mdb_cursor_del(c, 0); /* malformed (never written by us) */
+			if (rc != 0)
+				break;
 			continue;
 		}
-		int ret = mk__store_drop_owner(st, txn, mk__store_rd64(key.mv_data));
-		if (ret < 0)
-			return ret;
-		(*freed)++;
+		if (staging_writer_alive(st, &val))
+			continue; /* a running writer's body in progress: not ours to free */
+		if (n_drop == cap) {
+			cap = cap ? cap * 2 : 16;
+			drop = mk_xrealloc(drop, cap * sizeof(*drop));
+		}
+		drop[n_drop++] = mk__store_rd64(key.mv_data);
 	}
+	mdb_cursor_close(c);
+	int ret = rc == MDB_NOTFOUND ? 0 : mk__store_err(rc);
+	for (size_t i = 0; i < n_drop && ret == 0; i++) {
+		ret = mk__store_drop_owner(st, txn, drop[i]);
+		if (ret == 0)
+			(*freed)++;
+	}
+	mk_free(drop);
+	return ret;
 }
 
 int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **error_r)
@@ -518,6 +581,7 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 	st->dir = mk_xstrdup(dir);
 	st->zlevel = zlevel <= 0 ? MK__STORE_DEFAULT_ZLEVEL : zlevel > 9 ? 9 : zlevel;
 	st->pid = getpid();
+	st->starttime = proc_starttime(st->pid);
 	init_host(st);
 	ret = mk__store_pool_init(st);
 	if (ret < 0) {
@@ -564,6 +628,8 @@ int mk_store_open(const char *dir, int zlevel, struct mk_store **st_r, char **er
 	}
 	mk_free(oc.error);
 	uint64_t freed = 0;
+	open_handles++;
+	st->counted = true;
 	ret = mk__store_write(st, staging_cleanup_txn, &freed, false);
 	if (ret < 0) {
 		*error_r = mk_xasprintf("store %s: freeing staging chunks: %s", dir, store_strerror(ret));
@@ -588,6 +654,8 @@ void mk_store_close(struct mk_store **stp)
 		return;
 	/* Joins the compression threads (after they drain the queue) and
 	 * reaps every body, so a batch freed later touches no pool state. */
+	if (st->counted && getpid() == st->pid)
+		open_handles--;
 	if (getpid() == st->pid) {
 		mk__store_pool_stop(st);
 		mk__store_pool_cleanup(st);
@@ -1040,6 +1108,32 @@ static int count_entries(struct mk_store *st, MDB_dbi dbi, uint64_t *n_r)
 	mk__store_txn_abort(st, txn);
 	*n_r = ms.ms_entries;
 	return mk__store_err(rc);
+}
+
+struct foreign_ctx {
+	uint64_t owner;
+	pid_t pid;
+	uint64_t start;
+};
+
+static int foreign_txn(struct mk_store *st, MDB_txn *txn, void *ud)
+{
+	struct foreign_ctx *fc = ud;
+	uint8_t k[8], v[STAGING_VAL_LEN];
+	mk__store_be64(k, fc->owner);
+	(void)mk__store_encode_i64(v, (int64_t)time(NULL));
+	mk__store_be32(v + 9, (uint32_t)fc->pid);
+	mk__store_be64(v + 13, fc->start);
+	int ret = put_val(txn, st->staging, k, sizeof(k), v, sizeof(v));
+	if (ret == 0)
+		ret = mk__store_put_chunk(st, txn, fc->owner, 0, (const uint8_t *)"x", 1);
+	return ret;
+}
+
+int mk__store_test_put_foreign_staging(struct mk_store *st, uint64_t owner, pid_t pid, uint64_t starttime)
+{
+	struct foreign_ctx fc = {owner, pid, starttime ? starttime : proc_starttime(pid)};
+	return mk__store_write(st, foreign_txn, &fc, false);
 }
 
 int mk__store_test_staging_count(struct mk_store *st, uint64_t *n_r)

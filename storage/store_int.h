@@ -112,6 +112,8 @@ struct mk_store {
 	char *dir;
 	int zlevel;
 	pid_t pid;         /* LMDB handles must not be used after fork() */
+	bool counted;       /* in store.c open_handles */
+	uint64_t starttime; /* the process start time (/proc/self/stat), for staging marks */
 	int open_txns;     /* set_mapsize is legal only at 0 */
 	uint64_t growths;  /* map doublings (tests, bench) */
 	char *data_path;   /* realpath of data.mdb, to find the map in /proc/self/maps */
@@ -322,6 +324,9 @@ int mk__store_decode_blob(const uint8_t *p, size_t n, struct mk__store_blob *b);
 void mk__store_test_set_initial_map(size_t bytes);
 uint64_t mk__store_test_growths(const struct mk_store *st);
 /* Entries in the staging table. */
+/* Test: puts a staging mark for `owner` as if process pid (started at
+ * `starttime`, 0: read from /proc) had written it, with one chunk. */
+int mk__store_test_put_foreign_staging(struct mk_store *st, uint64_t owner, pid_t pid, uint64_t starttime);
 int mk__store_test_staging_count(struct mk_store *st, uint64_t *n_r);
 /* Number of chunks in the chunks table. */
 int mk__store_test_chunk_count(struct mk_store *st, uint64_t *n_r);

@@ -482,6 +482,11 @@ int mk_conn_start(uv_loop_t *loop, const struct mk_conn_opts *opts, const struct
 	return 0;
 }
 
+size_t mk_conn_write_queue_size(const struct mk_conn *c)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
 int mk_conn_write(struct mk_conn *c, const void *p, size_t n)
 {
 	if (c->state != MK_CONN_OPEN)

@@ -81,6 +81,9 @@ void mk_conn_close(struct mk_conn *c);
 void mk_conn_abort(struct mk_conn *c, int err, const char *msg);
 
 bool mk_conn_is_tls(const struct mk_conn *c);
+/* Bytes queued for the socket and not yet written (for streaming
+ * writers: write more only below MK_CONN_DRAIN_LOW, on_drain says when). */
+size_t mk_conn_write_queue_size(const struct mk_conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or "plain". */
 const char *mk_conn_tls_summary(struct mk_conn *c);
 const char *mk_conn_peer_pin(const struct mk_conn *c);

@@ -80,6 +80,12 @@ static void flush(struct mk_smtp_session *s)
 	struct mk_slice out = mk_smtp_client_output(&s->core);
 	if (out.n == 0 || s->closing)
 		return;
+	/* Message data goes out at the socket's pace: at most about
+	 * MK_CONN_DRAIN_LOW queued beyond what the kernel took, so memory
+	 * stays small and the "dot sent" mark is not set while megabytes
+	 * still wait in our queue (on_drain resumes). */
+	if (s->in_data && mk_conn_write_queue_size(s->conn) > MK_CONN_DRAIN_LOW)
+		return;
 	if (s->trace) {
 		if (s->in_data) {
 			char line[64];

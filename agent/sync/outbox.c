@@ -304,6 +304,10 @@ int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, con
 		} else {
 			o.state = MK_STORE_OUTBOX_QUEUED;
 			o.next_attempt = 0;
+			/* accepted by RCPT in the lost attempt, but never delivered */
+			for (unsigned i = 0; i < o.n_rcpt; i++)
+				if (o.rcpt[i].state == MK_STORE_RCPT_SENT)
+					o.rcpt[i].state = MK_STORE_RCPT_PENDING;
 			snprintf(o.last_reply, sizeof(o.last_reply),
 				 "not in \"%s\" after an interrupted send: it did not get through, sending again", folder);
 		}

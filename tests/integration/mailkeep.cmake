@@ -46,3 +46,11 @@ endif()
 add_test(NAME agent_run
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_run.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(agent_run PROPERTIES LABELS integration TIMEOUT 600)
+
+# the outbox (issue 5): Postfix submission + Dovecot delivery, refusals,
+# scheduled sending by the agent, hostile SMTP servers, exactly once under
+# crashes (MK_TEST_HOOKS)
+add_test(NAME outbox_against_postfix
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_outbox.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+set_tests_properties(outbox_against_postfix PROPERTIES LABELS "integration;crash" TIMEOUT 900
+  ENVIRONMENT "MK_TEST_HOOKS_BUILD=$<IF:$<BOOL:${MK_TEST_HOOKS}>,1,0>")

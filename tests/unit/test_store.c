@@ -1463,6 +1463,39 @@ static void test_body_reader(void **state)
 	mk_free(dir);
 }
 
+
+/* Another process opening the store (a command while the agent runs)
+ * must not free the chunks of a body the agent is still writing; the
+ * chunks of a writer that died (or whose pid was reused) are freed, and
+ * so are our own once no other handle of ours is open. */
+static void test_staging_other_process(void **state)
+{
+	(void)state;
+	char *dir = new_dir("staging-proc");
+	struct mk_store *st = open_ok(dir, 0);
+	pid_t dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	assert_int_equal(waitpid(dead, NULL, 0), dead);
+	pid_t parent = getppid(); /* alive: the test runner's parent */
+	assert_int_equal(mk__store_test_put_foreign_staging(st, 900001, parent, 0), 0);        /* alive */
+	assert_int_equal(mk__store_test_put_foreign_staging(st, 900002, dead, 12345), 0);     /* gone */
+	assert_int_equal(mk__store_test_put_foreign_staging(st, 900003, parent, 1), 0);       /* pid reused */
+	assert_int_equal(mk__store_test_put_foreign_staging(st, 900004, getpid(), 0), 0);     /* ours */
+	struct mk_store *st2 = open_ok(dir, 0); /* st still open: our mark is in progress */
+	uint64_t n = 0;
+	assert_int_equal(mk__store_test_staging_count(st2, &n), 0);
+	assert_int_equal(n, 2); /* the live writer's and ours */
+	mk_store_close(&st2);
+	mk_store_close(&st);
+	st = open_ok(dir, 0); /* alone now: our old mark is from a closed handle */
+	assert_int_equal(mk__store_test_staging_count(st, &n), 0);
+	assert_int_equal(n, 1);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
 /* ---- the outbox (issue 5) ---- */
 
 static int ob_count_cb(void *ud, const struct mk_store_outbox *o)
@@ -1641,6 +1674,7 @@ int main(void)
 		cmocka_unit_test(test_crash_queued),
 		cmocka_unit_test(test_outbox),
 		cmocka_unit_test(test_body_reader),
+		cmocka_unit_test(test_staging_other_process),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
