@@ -87,5 +87,8 @@ int mk_cli_verify(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_verify_server(const struct mk_cli *cli, struct mk_config *cfg, struct mk_store *store, int argc,
 			 char **argv);
 int mk_cli_export(const struct mk_cli *cli, int argc, char **argv);
+/* issue 6: OAuth2 device login, and the token check (cli_login.c) */
+int mk_cli_login(const struct mk_cli *cli, int argc, char **argv);
+int mk_cli_token(const struct mk_cli *cli, int argc, char **argv);
 
 #endif

@@ -37,6 +37,10 @@ static void usage(FILE *f)
 		"  export --maildir DIR | --mbox FILE [ACCOUNT[/FOLDER]]   write a Maildir or mbox\n"
 		"  verify               check every stored body's hash and every record\n"
 		"  stats [--json]       counts, sizes, compression and dedupe ratios\n"
+		"  login [ACCOUNT]      sign an auth = xoauth2 account in (device login: a code to\n"
+		"                       enter at Microsoft's page); keeps the refresh token (0600)\n"
+		"  token [ACCOUNT]      refresh the account's access token and say how long it is\n"
+		"                       valid (never prints it)\n"
 		"  help                 this text\n"
 		"\n"
 		"options:\n"
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
 		{"cat", mk_cli_cat},         {"stats", mk_cli_stats},   {"verify", mk_cli_verify},
 		{"export", mk_cli_export},   {"run", mk_cli_run},       {"status", mk_cli_status},
 		{"metrics", mk_cli_metrics},
+		{"login", mk_cli_login},     {"token", mk_cli_token}, /* issue 6 */
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) == 0) {

@@ -115,7 +115,8 @@ static void test_outlook_preset(void **state)
 {
 	struct mk_config *cfg = parse_ok("[account personal]\n"
 					 "provider = outlook\n"
-					 "email = me@outlook.com\n");
+					 "email = me@outlook.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	assert_string_equal(cfg->path, NAME);
 	assert_string_equal(cfg->store, HOME "/.local/share/mailkeep");
 	assert_int_equal(cfg->n_accounts, 1);
@@ -151,7 +152,8 @@ static void test_office365_preset(void **state)
 	struct mk_config *cfg = parse_ok("[account work]\n"
 					 "provider = office365\n"
 					 "email = me@contoso.com\n"
-					 "user = me@contoso.onmicrosoft.com\n");
+					 "user = me@contoso.onmicrosoft.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	const struct mk_config_account *a = &cfg->accounts[0];
 	assert_int_equal(a->provider, MK_CONFIG_PROVIDER_OFFICE365);
 	assert_string_equal(a->user, "me@contoso.onmicrosoft.com");
@@ -230,6 +232,7 @@ static void test_port_implies_tls(void **state)
 					 "smtp_port = 465\n"
 					 "imap_port = 143\n"
 					 "pop3_port = 1995\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n"
 					 "[account b]\n"
 					 "email = b@example.org\n"
 					 "pass_cmd = x\n"
@@ -270,7 +273,8 @@ static void test_defaults_inheritance(void **state)
 					 "store = /var/lib/mk\n"
 					 "tls_ca_file = ~/ca.pem\n"
 					 "tls_fingerprint = sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
-					 "smtp_port = 465\n");
+					 "smtp_port = 465\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	assert_string_equal(cfg->store, "/var/lib/mk");
 	const struct mk_config_account *one = mk_config_find_account(cfg, "one");
 	const struct mk_config_account *two = mk_config_find_account(cfg, "two");
@@ -309,7 +313,8 @@ static void test_overrides(void **state)
 					 "pass_cmd = cat /run/pw\n"
 					 "[account b]\n"
 					 "provider = office365\n"
-					 "email = b@contoso.com\n");
+					 "email = b@contoso.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	const struct mk_config_account *a = &cfg->accounts[0];
 	assert_string_equal(a->imap.host, "127.0.0.1");
 	assert_int_equal(a->imap.port, 1993);
@@ -331,7 +336,8 @@ static void test_tilde_expansion(void **state)
 	struct mk_config *cfg = NULL;
 	char *error = NULL;
 	assert_int_equal(parse_text("[defaults]\nstore = ~/mail/keep\n"
-				    "[account a]\nemail = a@outlook.com\nprovider = outlook\ntls_ca_file = ~/ca.pem\n",
+				    "[account a]\nemail = a@outlook.com\nprovider = outlook\ntls_ca_file = ~/ca.pem\n"
+				    "oauth_client_id = c\n",
 				    "/home/x//", &empty_env, &cfg, &error),
 			 0);
 	assert_string_equal(cfg->store, "/home/x/mail/keep");
@@ -418,7 +424,7 @@ static void test_empty_and_comments(void **state)
 	mk_config_free(&cfg);
 
 	cfg = parse_ok("; comment\n# comment\n   ; indented comment\n\n\t\n[defaults] ; header comment\n"
-		       "[account a] # another\n# email = x\nemail = a@outlook.com\nprovider = outlook\n");
+		       "[account a] # another\n# email = x\nemail = a@outlook.com\nprovider = outlook\noauth_client_id = c\n");
 	assert_int_equal(cfg->n_accounts, 1);
 	assert_string_equal(cfg->accounts[0].email, "a@outlook.com");
 	assert_int_equal(cfg->accounts[0].line, 7);
@@ -447,7 +453,8 @@ static void test_crlf_bom_indent(void **state)
 					 "\tprovider=outlook\r\n"
 					 "   [ account   b ]   \r\n"
 					 "email=b@outlook.com\r\n"
-					 "provider\t=\toffice365");
+					 "provider\t=\toffice365\r\n"
+					 "[defaults]\noauth_client_id = c");
 	assert_int_equal(cfg->n_accounts, 2);
 	assert_string_equal(cfg->accounts[0].name, "a");
 	assert_string_equal(cfg->accounts[0].email, "a@outlook.com");
@@ -462,7 +469,7 @@ static void test_dump(void **state)
 {
 	struct mk_config *cfg = parse_ok("[defaults]\n"
 					 "store = /s\n"
-					 "\n"
+					 "oauth_client_id = c\n"
 					 "[account personal]\n"
 					 "provider = outlook\n"
 					 "email = me@outlook.com\n"
@@ -492,6 +499,8 @@ static void test_dump(void **state)
 				  "  folders   *\n"
 				  "  timeout   30 s, 4 connections at most\n"
 				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
+				  "  oauth     client c, tenant consumers, https://login.microsoftonline.com\n"
+				  "  scopes    " MK_CONFIG_OAUTH_SCOPES "\n"
 				  "account box (line 7)\n"
 				  "  provider  custom\n"
 				  "  email     me@example.org\n"
@@ -626,10 +635,11 @@ static void test_err_too_many_accounts(void **state)
 	size_t cap = (MK_LIMIT_ACCOUNTS + 1) * 64;
 	char *text = mk_xmalloc(cap);
 	size_t n = 0;
+	n += (size_t)snprintf(text + n, cap - n, "[defaults]\noauth_client_id = c\n");
 	for (int i = 0; i <= MK_LIMIT_ACCOUNTS; i++)
 		n += (size_t)snprintf(text + n, cap - n, "[account a%d]\nemail = a@outlook.com\nprovider=outlook\n", i);
 	char expected[128];
-	snprintf(expected, sizeof(expected), NAME ":%d: too many accounts (the limit is %d)", MK_LIMIT_ACCOUNTS * 3 + 1,
+	snprintf(expected, sizeof(expected), NAME ":%d: too many accounts (the limit is %d)", MK_LIMIT_ACCOUNTS * 3 + 3,
 		 MK_LIMIT_ACCOUNTS);
 	assert_parse_error(text, expected);
 
@@ -952,7 +962,7 @@ static char *write_file(const char *name, const char *text, mode_t mode)
 }
 
 #define PW_FILE "[account personal]\nemail = me@example.org\nimap_host = h\npassword = " SECRET "\n"
-#define NOPW_FILE "[account personal]\nprovider = outlook\nemail = me@outlook.com\n"
+#define NOPW_FILE "[account personal]\nprovider = outlook\nemail = me@outlook.com\noauth_client_id = c\n"
 
 static void assert_load(const char *path, int expected_ret, const char *expected_error)
 {
