@@ -321,7 +321,11 @@ static const char *aadsts_text(uint32_t code)
 const char *mk_token_explain(const struct mk_token_reply *r, const char *account, char *buf, size_t bufsz)
 {
 	enum mk_token_error_kind kind = mk_token_classify(r);
-	const char *what = r->aadsts ? aadsts_text(r->aadsts) : NULL;
+	/* The device-flow errors say more than their AADSTS code (Microsoft
+	 * sends the generic 70000 with authorization_declined). */
+	bool device = kind == MK_TOKEN_ERR_DECLINED || kind == MK_TOKEN_ERR_EXPIRED || kind == MK_TOKEN_ERR_BAD_CODE ||
+		      kind == MK_TOKEN_ERR_PENDING || kind == MK_TOKEN_ERR_SLOW_DOWN;
+	const char *what = r->aadsts && !device ? aadsts_text(r->aadsts) : NULL;
 	const char *todo = "";
 	char todo_buf[160];
 	if (what == NULL) {
@@ -333,7 +337,7 @@ const char *mk_token_explain(const struct mk_token_reply *r, const char *account
 			what = "the code expired before it was entered";
 			break;
 		case MK_TOKEN_ERR_BAD_CODE:
-			what = "the code was not recognised";
+			what = "the identity platform did not recognise the device code";
 			break;
 		case MK_TOKEN_ERR_RELOGIN:
 			what = "the refresh token was refused (expired or revoked)";

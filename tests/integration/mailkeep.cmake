@@ -46,3 +46,11 @@ endif()
 add_test(NAME agent_run
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_run.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(agent_run PROPERTIES LABELS integration TIMEOUT 600)
+
+# OAuth2 (issue 6): `mailkeep login` / `mailkeep token` against
+# tests/sim/fake_idp.py (needs MK_TEST_HOOKS for the time scale).
+if(MK_TEST_HOOKS)
+  add_test(NAME oauth_login
+           COMMAND /bin/bash ${MK_TEST_SRC}/integration/test_login.sh $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(oauth_login PROPERTIES LABELS "integration;sim" TIMEOUT 300 ENVIRONMENT "OPENSSL=${MK_OPENSSL}")
+endif()
