@@ -443,10 +443,14 @@ int mk_http1_client_next_event(struct mk_http1_client *c, struct mk_http1_event 
 		case MK_HTTP1_STATE_FAILED:
 			return MK_EPROTO;
 		case MK_HTTP1_STATE_DONE:
-			if (c->done_sent)
+			/* DONE first, whatever follows, so that the events do
+			 * not depend on where the input was split. */
+			if (c->done_sent) {
+				if (IN_N(c) > 0)
+					return fail(c, MK_EPROTO, "server sent %zu bytes after the end of the response",
+						    IN_N(c));
 				return 0;
-			if (IN_N(c) > 0)
-				return fail(c, MK_EPROTO, "server sent %zu bytes after the end of the response", IN_N(c));
+			}
 			c->done_sent = true;
 			ev_r->kind = MK_HTTP1_EV_DONE;
 			ev_r->status = c->status;

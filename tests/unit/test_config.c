@@ -1379,6 +1379,102 @@ static void test_folders_key(void **state)
 	mk_free(err);
 }
 
+/* ---- issue 6: OAuth2 keys ---- */
+
+static void test_oauth_defaults_and_presets(void **state)
+{
+	struct mk_config *cfg = parse_ok("[defaults]\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n"
+					 "[account o]\nprovider = outlook\nemail = o@outlook.com\n"
+					 "[account w]\nprovider = office365\nemail = w@contoso.com\n"
+					 "[account t]\nprovider = office365\nemail = t@contoso.com\n"
+					 "oauth_tenant = contoso.onmicrosoft.com\n"
+					 "oauth_authority = https://127.0.0.1:8443/\n"
+					 "oauth_scopes = offline_access https://outlook.office365.com/.default\n"
+					 "[account c]\nprovider = outlook\nemail = c@outlook.com\n"
+					 "token_cmd = oauth2ms --token ; true\ntoken_cmd_cache = 10m\n"
+					 "[account p]\nemail = p@example.org\nimap_host = h\npass_cmd = x\n");
+	const struct mk_config_account *o = mk_config_find_account(cfg, "o");
+	assert_string_equal(o->oauth_client_id, "11111111-2222-3333-4444-555555555555");
+	assert_string_equal(o->oauth_tenant, "consumers");
+	assert_string_equal(o->oauth_authority, MK_CONFIG_OAUTH_AUTHORITY);
+	assert_string_equal(o->oauth_scopes, MK_CONFIG_OAUTH_SCOPES);
+	assert_non_null(strstr(o->oauth_scopes, "offline_access"));
+	assert_non_null(strstr(o->oauth_scopes, "https://outlook.office.com/SMTP.Send"));
+	assert_null(o->token_cmd);
+	assert_int_equal(o->token_cmd_cache_s, 300);
+	const struct mk_config_account *w = mk_config_find_account(cfg, "w");
+	assert_string_equal(w->oauth_tenant, "organizations");
+	const struct mk_config_account *t = mk_config_find_account(cfg, "t");
+	assert_string_equal(t->oauth_tenant, "contoso.onmicrosoft.com");
+	assert_string_equal(t->oauth_authority, "https://127.0.0.1:8443/");
+	assert_string_equal(t->oauth_scopes, "offline_access https://outlook.office365.com/.default");
+	const struct mk_config_account *c = mk_config_find_account(cfg, "c");
+	assert_string_equal(c->token_cmd, "oauth2ms --token ; true");
+	assert_null(c->oauth_client_id); /* token_cmd wins over the default client id */
+	assert_int_equal(c->token_cmd_cache_s, 600);
+	const struct mk_config_account *p = mk_config_find_account(cfg, "p");
+	assert_null(p->oauth_client_id); /* plain accounts ignore [defaults]' OAuth keys */
+	assert_null(p->oauth_tenant);
+	char *dump = dump_to_string(cfg);
+	assert_non_null(strstr(dump, "  oauth     token_cmd: oauth2ms --token ; true (output reused for 600 s)\n"));
+	assert_non_null(strstr(dump, "  oauth     client 11111111-2222-3333-4444-555555555555, tenant organizations, "
+				     "https://login.microsoftonline.com\n"));
+	mk_free(dump);
+	mk_config_free(&cfg);
+
+	/* custom servers with xoauth2 default to the "common" tenant */
+	cfg = parse_ok("[account x]\nemail = x@example.org\nimap_host = h\nauth = xoauth2\noauth_client_id = c\n");
+	assert_string_equal(cfg->accounts[0].oauth_tenant, "common");
+	mk_config_free(&cfg);
+}
+
+static void test_err_oauth(void **state)
+{
+	assert_parse_error(ACCT "provider = outlook\n",
+			   NAME ":1: account \"personal\" uses auth = xoauth2 but has no oauth_client_id: register your own "
+				"app in Microsoft Entra (see `mailkeep help config`) and set oauth_client_id = <its "
+				"Application (client) ID>, or set token_cmd = <command that prints an access token>");
+	assert_parse_error(ACCT "imap_host = h\nauth = xoauth2\n",
+			   NAME ":4: account \"personal\" uses auth = xoauth2 but has no oauth_client_id: register your own "
+				"app in Microsoft Entra (see `mailkeep help config`) and set oauth_client_id = <its "
+				"Application (client) ID>, or set token_cmd = <command that prints an access token>");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\ntoken_cmd = t\n",
+			   NAME ":5: account \"personal\" sets both oauth_client_id (line 4) and token_cmd (line 5); keep "
+				"only one");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_authority = http://idp.example\n",
+			   NAME ":5: bad oauth_authority \"http://idp.example\": expected an https:// URL such as "
+				"https://login.microsoftonline.com (tokens never travel over plain http)");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_authority = https://\n",
+			   NAME ":5: bad oauth_authority \"https://\": expected an https:// URL such as "
+				"https://login.microsoftonline.com");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = a/b\n",
+			   NAME ":4: bad oauth_client_id \"a/b\": expected the Application (client) ID of your app "
+				"registration, a GUID like 00000000-0000-0000-0000-000000000000");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_tenant = my tenant\n",
+			   NAME ":5: bad oauth_tenant \"my tenant\": expected consumers (Outlook.com), organizations, "
+				"common, a tenant id or a domain like contoso.onmicrosoft.com");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\n"
+				"oauth_scopes = https://outlook.office.com/IMAP.AccessAsUser.All\n",
+			   NAME ":5: oauth_scopes of account \"personal\" lacks offline_access, without which no refresh "
+				"token is issued and the sign-in ends within the hour");
+	assert_parse_error(ACCT "provider = outlook\ntoken_cmd = t\ntoken_cmd_cache = forever\n",
+			   NAME ":5: bad token_cmd_cache \"forever\": expected a duration like 90s, 5m, 1h (1 s to 1 day)");
+	assert_parse_error(ACCT "imap_host = h\npass_cmd = p\noauth_client_id = c\n",
+			   NAME ":5: oauth_client_id is set but account \"personal\" uses auth = plain; set auth = xoauth2 "
+				"to sign in with OAuth, or remove oauth_client_id");
+	assert_parse_error("[defaults]\ntoken_cmd = t\n",
+			   NAME ":2: \"token_cmd\" cannot be set in [defaults]; set it in each [account NAME]");
+	assert_parse_error(ACCT "provider = outlook\noauth_clientid = c\n",
+			   NAME ":4: unknown key \"oauth_clientid\" (did you mean \"oauth_client_id\"?)");
+	/* an xoauth2 account still refuses a password first */
+	assert_parse_error(ACCT "provider = outlook\npassword = " SECRET "\noauth_client_id = c\n",
+			   NAME ":4: account \"personal\" uses auth = xoauth2, which takes no password: Outlook.com and "
+				"Microsoft 365 no longer accept passwords, and XOAUTH2 signs in with OAuth tokens that "
+				"mailkeep obtains and refreshes itself; remove \"password\" (or set auth = plain for a "
+				"server that takes passwords)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1423,6 +1519,8 @@ int main(void)
 		cmocka_unit_test(test_secret_cmd_ok),
 		cmocka_unit_test(test_secret_cmd_failures),
 		cmocka_unit_test(test_secret_cmd_timeout),
+		cmocka_unit_test(test_oauth_defaults_and_presets), /* issue 6 */
+		cmocka_unit_test(test_err_oauth),
 	};
 	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }
