@@ -29,7 +29,7 @@
 /* One network read plus a partial header section: the owner drains events
  * after every feed, so unconsumed input never exceeds this. */
 #define IN_MAX (MK_LIMIT_NET_READ + MK_HTTP1_HEADERS_MAX)
-#define IN_P(c) ((const uint8_t *)(c)->in.data + (c)->in_off)
+#define IN_P(c) ((c)->in.data != NULL ? (const uint8_t *)(c)->in.data + (c)->in_off : (const uint8_t *)"")
 #define IN_N(c) ((c)->in.len - (c)->in_off)
 
 void mk_http1_client_init(struct mk_http1_client *c)
