@@ -42,6 +42,10 @@ static void usage(FILE *f)
 		"                       queue a message and send it (now, or at TIME)\n"
 		"  sendmail [-t] [-f FROM] [-i] [RCPT...] < MESSAGE   sendmail(8) for MUAs and scripts\n"
 		"  outbox [ls|show ID|cancel ID|retry ID|flush|rm ID]   the queue of outgoing mail\n"
+		"  login [ACCOUNT]      sign an auth = xoauth2 account in (device login: a code to\n"
+		"                       enter at Microsoft's page); keeps the refresh token (0600)\n"
+		"  token [ACCOUNT]      refresh the account's access token and say how long it is\n"
+		"                       valid (never prints it)\n"
 		"  help                 this text\n"
 		"\n"
 		"options:\n"
@@ -150,6 +154,7 @@ int main(int argc, char **argv)
 		{"metrics", mk_cli_metrics},
 		/* issue 5: the outbox */
 		{"send", mk_cli_send},       {"sendmail", mk_cli_sendmail}, {"outbox", mk_cli_outbox},
+		{"login", mk_cli_login},     {"token", mk_cli_token}, /* issue 6 */
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) == 0) {

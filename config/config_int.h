@@ -56,6 +56,13 @@ enum mk__config_key {
 	MK__CONFIG_KEY_MAX_QUEUE_AGE,
 	MK__CONFIG_KEY_SAVE_SENT,
 	MK__CONFIG_KEY_SERVER_SAVES_SENT,
+	/* issue 6: OAuth2 */
+	MK__CONFIG_KEY_OAUTH_CLIENT_ID,
+	MK__CONFIG_KEY_OAUTH_TENANT,
+	MK__CONFIG_KEY_OAUTH_AUTHORITY,
+	MK__CONFIG_KEY_OAUTH_SCOPES,
+	MK__CONFIG_KEY_TOKEN_CMD,
+	MK__CONFIG_KEY_TOKEN_CMD_CACHE,
 	MK__CONFIG_KEY_COUNT
 };
 
@@ -100,6 +107,7 @@ struct mk__config_preset_server {
 struct mk__config_preset {
 	enum mk_config_provider provider;
 	enum mk_config_auth auth;
+	const char *oauth_tenant; /* issue 6 */
 	struct mk__config_preset_server server[MK__CONFIG_PROTO_COUNT];
 };
 

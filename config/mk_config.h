@@ -87,7 +87,22 @@ struct mk_config_account {
 	char *save_sent;         /* folder mailkeep APPENDs sent mail to, or NULL */
 	char *server_saves_sent; /* folder where the server files each submission itself
 				  * (outlook/office365: "Sent Items"), or NULL */
+	/* issue 6: OAuth2 (auth = xoauth2). The user's own Entra app: no
+	 * client id is shipped (OUTLOOK.md §1.5). */
+	char *oauth_client_id;  /* or NULL when token_cmd is used */
+	char *oauth_tenant;     /* default: consumers (outlook), organizations (office365), else common */
+	char *oauth_authority;  /* https URL, default https://login.microsoftonline.com */
+	char *oauth_scopes;     /* space-separated, default MK_CONFIG_OAUTH_SCOPES */
+	char *token_cmd;        /* prints an access token; instead of oauth_client_id */
+	unsigned token_cmd_cache_s; /* its output is reused this long (default 300) */
 };
+
+#define MK_CONFIG_OAUTH_AUTHORITY "https://login.microsoftonline.com"
+/* OUTLOOK.md §1.4: one token covers the three protocols; offline_access
+ * brings the refresh token. */
+#define MK_CONFIG_OAUTH_SCOPES                                                 \
+	"offline_access https://outlook.office.com/IMAP.AccessAsUser.All "   \
+	"https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send"
 
 #define MK_CONFIG_MAX_CONNECTIONS 16
 

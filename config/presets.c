@@ -51,6 +51,14 @@ const struct mk__config_key_info mk__config_keys[MK__CONFIG_KEY_COUNT] = {
 	[MK__CONFIG_KEY_MAX_QUEUE_AGE] = {"max_queue_age", BOTH},
 	[MK__CONFIG_KEY_SAVE_SENT] = {"save_sent", BOTH},
 	[MK__CONFIG_KEY_SERVER_SAVES_SENT] = {"server_saves_sent", BOTH},
+	/* issue 6: one app registration usually serves every account, so the
+	 * OAuth keys may be defaults; token_cmd prints one mailbox's token. */
+	[MK__CONFIG_KEY_OAUTH_CLIENT_ID] = {"oauth_client_id", BOTH},
+	[MK__CONFIG_KEY_OAUTH_TENANT] = {"oauth_tenant", BOTH},
+	[MK__CONFIG_KEY_OAUTH_AUTHORITY] = {"oauth_authority", BOTH},
+	[MK__CONFIG_KEY_OAUTH_SCOPES] = {"oauth_scopes", BOTH},
+	[MK__CONFIG_KEY_TOKEN_CMD] = {"token_cmd", MK__CONFIG_IN_ACCOUNT},
+	[MK__CONFIG_KEY_TOKEN_CMD_CACHE] = {"token_cmd_cache", BOTH},
 };
 
 /* The IANA ports: implicit TLS (RFC 8314) and the plain ports that upgrade
@@ -68,13 +76,13 @@ const struct mk__config_proto_info mk__config_protos[MK__CONFIG_PROTO_COUNT] = {
 /* Outlook.com (consumer) and Microsoft 365 share the IMAP/POP3 endpoint;
  * submission differs. Both refuse basic auth, hence XOAUTH2. */
 static const struct mk__config_preset presets[] = {
-	{MK_CONFIG_PROVIDER_CUSTOM, MK_CONFIG_AUTH_PLAIN,
+	{MK_CONFIG_PROVIDER_CUSTOM, MK_CONFIG_AUTH_PLAIN, "common",
 	 {{NULL, 993, MK_CONFIG_TLS_IMPLICIT}, {NULL, 995, MK_CONFIG_TLS_IMPLICIT}, {NULL, 587, MK_CONFIG_TLS_STARTTLS}}},
-	{MK_CONFIG_PROVIDER_OUTLOOK, MK_CONFIG_AUTH_XOAUTH2,
+	{MK_CONFIG_PROVIDER_OUTLOOK, MK_CONFIG_AUTH_XOAUTH2, "consumers",
 	 {{"outlook.office365.com", 993, MK_CONFIG_TLS_IMPLICIT},
 	  {"outlook.office365.com", 995, MK_CONFIG_TLS_IMPLICIT},
 	  {"smtp-mail.outlook.com", 587, MK_CONFIG_TLS_STARTTLS}}},
-	{MK_CONFIG_PROVIDER_OFFICE365, MK_CONFIG_AUTH_XOAUTH2,
+	{MK_CONFIG_PROVIDER_OFFICE365, MK_CONFIG_AUTH_XOAUTH2, "organizations",
 	 {{"outlook.office365.com", 993, MK_CONFIG_TLS_IMPLICIT},
 	  {"outlook.office365.com", 995, MK_CONFIG_TLS_IMPLICIT},
 	  {"smtp.office365.com", 587, MK_CONFIG_TLS_STARTTLS}}},

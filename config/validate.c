@@ -145,6 +145,67 @@ static int check_fingerprint(const char *v, char *msg, size_t msgsz)
 	return MK_ECONFIG;
 }
 
+/* ---- issue 6: OAuth2 keys ---- */
+
+/* Characters of a client id (a GUID) or a tenant (consumers,
+ * organizations, common, a GUID or a domain): they go into a URL path and a
+ * form body unescaped in messages, so keep them plain. */
+static bool oauth_word(const char *v)
+{
+	if (strlen(v) > 128)
+		return false;
+	for (const char *s = v; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.' && *s != '_')
+			return false;
+	return true;
+}
+
+static int check_oauth_value(enum mk__config_key key, const char *kn, const char *v, char *msg, size_t msgsz)
+{
+	unsigned secs;
+	switch (key) {
+	case MK__CONFIG_KEY_OAUTH_CLIENT_ID:
+		if (!oauth_word(v)) {
+			snprintf(msg, msgsz,
+				 "bad %s \"%s\": expected the Application (client) ID of your app registration, "
+				 "a GUID like 00000000-0000-0000-0000-000000000000",
+				 kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_OAUTH_TENANT:
+		if (!oauth_word(v)) {
+			snprintf(msg, msgsz,
+				 "bad %s \"%s\": expected consumers (Outlook.com), organizations, common, a tenant id "
+				 "or a domain like contoso.onmicrosoft.com",
+				 kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	case MK__CONFIG_KEY_OAUTH_AUTHORITY: {
+		bool ok = mk_str_has_prefix(v, "https://") && v[8] != '\0' && v[8] != '/' && v[8] != ':' &&
+			  strpbrk(v, "?#@ \t") == NULL;
+		if (!ok) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected an https:// URL such as %s%s", kn, v,
+				 MK_CONFIG_OAUTH_AUTHORITY,
+				 mk_str_has_prefix(v, "http://") ? " (tokens never travel over plain http)" : "");
+			return MK_ECONFIG;
+		}
+		return 0;
+	}
+	case MK__CONFIG_KEY_OAUTH_SCOPES:
+		return 0;
+	case MK__CONFIG_KEY_TOKEN_CMD_CACHE:
+		if (mk_config_duration(v, 1, 86400, &secs) < 0) {
+			snprintf(msg, msgsz, "bad %s \"%s\": expected a duration like 90s, 5m, 1h (1 s to 1 day)", kn, v);
+			return MK_ECONFIG;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, size_t msgsz)
 {
 	const char *kn = mk__config_keys[key].name;
@@ -272,9 +333,16 @@ int mk__config_check_value(enum mk__config_key key, const char *v, char *msg, si
 			return MK_ECONFIG;
 		}
 		return 0;
+	case MK__CONFIG_KEY_OAUTH_CLIENT_ID: /* issue 6 */
+	case MK__CONFIG_KEY_OAUTH_TENANT:
+	case MK__CONFIG_KEY_OAUTH_AUTHORITY:
+	case MK__CONFIG_KEY_OAUTH_SCOPES:
+	case MK__CONFIG_KEY_TOKEN_CMD_CACHE:
+		return check_oauth_value(key, kn, v, msg, msgsz);
 	case MK__CONFIG_KEY_USER:
 	case MK__CONFIG_KEY_PASSWORD:
 	case MK__CONFIG_KEY_PASS_CMD:
+	case MK__CONFIG_KEY_TOKEN_CMD:
 	case MK__CONFIG_KEY_COUNT:
 		break;
 	}
@@ -449,6 +517,81 @@ static int resolve_server(struct resolver *r, const struct mk__config_section *a
 }
 
 static int resolve_outbox(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out);
+/* issue 6: the OAuth2 keys, checked last so that other errors of the
+ * account come first. */
+static int resolve_oauth(struct resolver *r, const struct mk__config_section *a, const struct mk__config_preset *pre,
+			 const struct mk__config_value *auth_v, struct mk_config_account *out)
+{
+	const struct mk__config_value *cid = get(r, a, MK__CONFIG_KEY_OAUTH_CLIENT_ID);
+	const struct mk__config_value *tcmd = &a->v[MK__CONFIG_KEY_TOKEN_CMD];
+	const struct mk__config_value *v;
+	if (out->auth != MK_CONFIG_AUTH_XOAUTH2) {
+		/* Only the account's own keys: [defaults] may serve other
+		 * accounts that do use OAuth. */
+		static const enum mk__config_key oauth_keys[] = {MK__CONFIG_KEY_OAUTH_CLIENT_ID, MK__CONFIG_KEY_TOKEN_CMD};
+		for (size_t i = 0; i < sizeof(oauth_keys) / sizeof(oauth_keys[0]); i++) {
+			v = &a->v[oauth_keys[i]];
+			if (v->text != NULL) {
+				rfail(r, v->line, "%s is set but account \"%s\" uses auth = %s; set auth = xoauth2 to sign in "
+						  "with OAuth, or remove %s",
+				      mk__config_keys[oauth_keys[i]].name, a->name, mk_config_auth_name(out->auth),
+				      mk__config_keys[oauth_keys[i]].name);
+				return MK_ECONFIG;
+			}
+		}
+		return 0;
+	}
+	if (tcmd->text != NULL && a->v[MK__CONFIG_KEY_OAUTH_CLIENT_ID].text != NULL) {
+		const struct mk__config_value *c = &a->v[MK__CONFIG_KEY_OAUTH_CLIENT_ID];
+		rfail(r, tcmd->line > c->line ? tcmd->line : c->line,
+		      "account \"%s\" sets both oauth_client_id (line %u) and token_cmd (line %u); keep only one",
+		      a->name, c->line, tcmd->line);
+		return MK_ECONFIG;
+	}
+	if (tcmd->text == NULL && cid == NULL) {
+		unsigned line = auth_v != NULL && auth_v == &a->v[MK__CONFIG_KEY_AUTH] ? auth_v->line : a->line;
+		rfail(r, line,
+		      "account \"%s\" uses auth = xoauth2 but has no oauth_client_id: register your own app in "
+		      "Microsoft Entra (see `mailkeep help config`) and set oauth_client_id = <its Application (client) "
+		      "ID>, or set token_cmd = <command that prints an access token>",
+		      a->name);
+		return MK_ECONFIG;
+	}
+	if (tcmd->text != NULL)
+		out->token_cmd = mk_xstrdup(tcmd->text);
+	else
+		out->oauth_client_id = mk_xstrdup(cid->text);
+	v = get(r, a, MK__CONFIG_KEY_OAUTH_TENANT);
+	out->oauth_tenant = mk_xstrdup(v != NULL ? v->text : pre->oauth_tenant);
+	v = get(r, a, MK__CONFIG_KEY_OAUTH_AUTHORITY);
+	out->oauth_authority = mk_xstrdup(v != NULL ? v->text : MK_CONFIG_OAUTH_AUTHORITY);
+	v = get(r, a, MK__CONFIG_KEY_OAUTH_SCOPES);
+	out->oauth_scopes = mk_xstrdup(v != NULL ? v->text : MK_CONFIG_OAUTH_SCOPES);
+	if (v != NULL && out->token_cmd == NULL) {
+		/* Without offline_access there is no refresh token, and the
+		 * sign-in would die with the first access token. */
+		bool found = false;
+		for (const char *p = v->text; *p != '\0';) {
+			size_t n = strcspn(p, " \t");
+			if (n == strlen("offline_access") && strncmp(p, "offline_access", n) == 0)
+				found = true;
+			p += n;
+			p += strspn(p, " \t");
+		}
+		if (!found) {
+			rfail(r, v->line,
+			      "oauth_scopes of account \"%s\" lacks offline_access, without which no refresh token is "
+			      "issued and the sign-in ends within the hour",
+			      a->name);
+			return MK_ECONFIG;
+		}
+	}
+	unsigned secs;
+	out->token_cmd_cache_s = 300;
+	if ((v = get(r, a, MK__CONFIG_KEY_TOKEN_CMD_CACHE)) != NULL && mk_config_duration(v->text, 1, 86400, &secs) == 0)
+		out->token_cmd_cache_s = secs;
+	return 0;
+}
 
 static int resolve_account(struct resolver *r, const struct mk__config_section *a, struct mk_config_account *out)
 {
@@ -564,7 +707,9 @@ static int resolve_account(struct resolver *r, const struct mk__config_section *
 	out->idle_refresh_s = 600;
 	if ((v = get(r, a, MK__CONFIG_KEY_IDLE_REFRESH)) != NULL && mk_config_duration(v->text, 1, 7 * 86400, &secs) == 0)
 		out->idle_refresh_s = secs;
-	return resolve_outbox(r, a, out);
+	if (resolve_outbox(r, a, out) < 0)
+		return MK_ECONFIG;
+	return resolve_oauth(r, a, pre, auth_v, out);
 }
 
 /* issue 5: the outbox. Microsoft's limits are the presets' defaults
@@ -662,6 +807,11 @@ static void account_cleanup(struct mk_config_account *a)
 	mk_free(a->idle);
 	mk_free(a->save_sent);
 	mk_free(a->server_saves_sent);
+	mk_free(a->oauth_client_id); /* issue 6 */
+	mk_free(a->oauth_tenant);
+	mk_free(a->oauth_authority);
+	mk_free(a->oauth_scopes);
+	mk_free(a->token_cmd);
 }
 
 void mk_config_free(struct mk_config **cfgp)
@@ -760,5 +910,12 @@ void mk_config_dump(const struct mk_config *cfg, FILE *out)
 			else
 				fprintf(out, "  %-9s not kept\n", "sent");
 		}
+		/* issue 6: where the OAuth tokens come from (none is secret) */
+		if (a->token_cmd != NULL)
+			fprintf(out, "  %-9s token_cmd: %s (output reused for %u s)\n", "oauth", a->token_cmd,
+				a->token_cmd_cache_s);
+		else if (a->oauth_client_id != NULL)
+			fprintf(out, "  %-9s client %s, tenant %s, %s\n  %-9s %s\n", "oauth", a->oauth_client_id,
+				a->oauth_tenant, a->oauth_authority, "scopes", a->oauth_scopes);
 	}
 }

@@ -54,3 +54,10 @@ add_test(NAME outbox_against_postfix
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_outbox.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(outbox_against_postfix PROPERTIES LABELS "integration;crash" TIMEOUT 900
   ENVIRONMENT "MK_TEST_HOOKS_BUILD=$<IF:$<BOOL:${MK_TEST_HOOKS}>,1,0>")
+# OAuth2 (issue 6): `mailkeep login` / `mailkeep token` against
+# tests/sim/fake_idp.py (needs MK_TEST_HOOKS for the time scale).
+if(MK_TEST_HOOKS)
+  add_test(NAME oauth_login
+           COMMAND /bin/bash ${MK_TEST_SRC}/integration/test_login.sh $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(oauth_login PROPERTIES LABELS "integration;sim" TIMEOUT 300 ENVIRONMENT "OPENSSL=${MK_OPENSSL}")
+endif()

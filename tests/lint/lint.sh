@@ -4,7 +4,8 @@
 # The layering and safety rules of DESIGN.md §2, checked on every test run:
 #  - forbidden includes per layer (proto cores see no uv/openssl/lmdb/zlib/
 #    inih/cJSON; only agent/net and agent/crypto include openssl/; only
-#    storage/ includes lmdb.h; only config/ includes ini.h);
+#    storage/ includes lmdb.h; only config/ includes ini.h; only agent/oauth
+#    includes cJSON.h, and it includes nothing above net/crypto/util/config);
 #  - banned calls (strcpy strcat sprintf gets atoi strtok rand system popen),
 #    raw malloc/free outside mk_alloc.c, assert() outside mk_err.h;
 #  - the binary links no OpenSSL 3 and no libcurl (BoringSSL's symbols are
@@ -36,6 +37,18 @@ for f in $code; do
 	case "$f" in
 	config/*) ;;
 	*) grep -n '#include *<ini.h>' "$f" && bad "$f: only config/ may include ini.h" ;;
+	esac
+	case "$f" in
+	agent/oauth/*) ;;
+	*) grep -nE '#include *[<"](cjson/)?cJSON\.h[>"]' "$f" && bad "$f: only agent/oauth may include cJSON.h" ;;
+	esac
+	# agent/oauth (mk_oauth) sits below sched and the CLI: it may not reach
+	# up into sessions, sync, sched or storage (DESIGN.md §2).
+	case "$f" in
+	agent/oauth/*)
+		grep -nE '#include *"mk_(imap|pop3|smtp|sasl|store|sync|pop3_fetch|imap_session|pop3_session|session|control|lock|metrics|notify)[a-z_]*\.h"' "$f" &&
+			bad "$f: agent/oauth may use only net, crypto, util, config types and cJSON"
+		;;
 	esac
 	# strip comments and string literals crudely before looking for calls
 	body=$(sed -e 's://.*$::' -e 's:/\*.*\*/::g' -e 's:"[^"]*"::g' "$f")

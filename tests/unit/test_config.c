@@ -115,7 +115,8 @@ static void test_outlook_preset(void **state)
 {
 	struct mk_config *cfg = parse_ok("[account personal]\n"
 					 "provider = outlook\n"
-					 "email = me@outlook.com\n");
+					 "email = me@outlook.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	assert_string_equal(cfg->path, NAME);
 	assert_string_equal(cfg->store, HOME "/.local/share/mailkeep");
 	assert_int_equal(cfg->n_accounts, 1);
@@ -151,7 +152,8 @@ static void test_office365_preset(void **state)
 	struct mk_config *cfg = parse_ok("[account work]\n"
 					 "provider = office365\n"
 					 "email = me@contoso.com\n"
-					 "user = me@contoso.onmicrosoft.com\n");
+					 "user = me@contoso.onmicrosoft.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	const struct mk_config_account *a = &cfg->accounts[0];
 	assert_int_equal(a->provider, MK_CONFIG_PROVIDER_OFFICE365);
 	assert_string_equal(a->user, "me@contoso.onmicrosoft.com");
@@ -230,6 +232,7 @@ static void test_port_implies_tls(void **state)
 					 "smtp_port = 465\n"
 					 "imap_port = 143\n"
 					 "pop3_port = 1995\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n"
 					 "[account b]\n"
 					 "email = b@example.org\n"
 					 "pass_cmd = x\n"
@@ -270,7 +273,8 @@ static void test_defaults_inheritance(void **state)
 					 "store = /var/lib/mk\n"
 					 "tls_ca_file = ~/ca.pem\n"
 					 "tls_fingerprint = sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
-					 "smtp_port = 465\n");
+					 "smtp_port = 465\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	assert_string_equal(cfg->store, "/var/lib/mk");
 	const struct mk_config_account *one = mk_config_find_account(cfg, "one");
 	const struct mk_config_account *two = mk_config_find_account(cfg, "two");
@@ -309,7 +313,8 @@ static void test_overrides(void **state)
 					 "pass_cmd = cat /run/pw\n"
 					 "[account b]\n"
 					 "provider = office365\n"
-					 "email = b@contoso.com\n");
+					 "email = b@contoso.com\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n");
 	const struct mk_config_account *a = &cfg->accounts[0];
 	assert_string_equal(a->imap.host, "127.0.0.1");
 	assert_int_equal(a->imap.port, 1993);
@@ -331,7 +336,8 @@ static void test_tilde_expansion(void **state)
 	struct mk_config *cfg = NULL;
 	char *error = NULL;
 	assert_int_equal(parse_text("[defaults]\nstore = ~/mail/keep\n"
-				    "[account a]\nemail = a@outlook.com\nprovider = outlook\ntls_ca_file = ~/ca.pem\n",
+				    "[account a]\nemail = a@outlook.com\nprovider = outlook\ntls_ca_file = ~/ca.pem\n"
+				    "oauth_client_id = c\n",
 				    "/home/x//", &empty_env, &cfg, &error),
 			 0);
 	assert_string_equal(cfg->store, "/home/x/mail/keep");
@@ -418,7 +424,7 @@ static void test_empty_and_comments(void **state)
 	mk_config_free(&cfg);
 
 	cfg = parse_ok("; comment\n# comment\n   ; indented comment\n\n\t\n[defaults] ; header comment\n"
-		       "[account a] # another\n# email = x\nemail = a@outlook.com\nprovider = outlook\n");
+		       "[account a] # another\n# email = x\nemail = a@outlook.com\nprovider = outlook\noauth_client_id = c\n");
 	assert_int_equal(cfg->n_accounts, 1);
 	assert_string_equal(cfg->accounts[0].email, "a@outlook.com");
 	assert_int_equal(cfg->accounts[0].line, 7);
@@ -447,7 +453,8 @@ static void test_crlf_bom_indent(void **state)
 					 "\tprovider=outlook\r\n"
 					 "   [ account   b ]   \r\n"
 					 "email=b@outlook.com\r\n"
-					 "provider\t=\toffice365");
+					 "provider\t=\toffice365\r\n"
+					 "[defaults]\noauth_client_id = c");
 	assert_int_equal(cfg->n_accounts, 2);
 	assert_string_equal(cfg->accounts[0].name, "a");
 	assert_string_equal(cfg->accounts[0].email, "a@outlook.com");
@@ -462,7 +469,7 @@ static void test_dump(void **state)
 {
 	struct mk_config *cfg = parse_ok("[defaults]\n"
 					 "store = /s\n"
-					 "\n"
+					 "oauth_client_id = c\n"
 					 "[account personal]\n"
 					 "provider = outlook\n"
 					 "email = me@outlook.com\n"
@@ -494,6 +501,8 @@ static void test_dump(void **state)
 				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
 				  "  outbox    30 messages/min, 300 recipients/day, 3 connections, retried for 120 h\n"
 				  "  sent      filed by the server in \"Sent Items\"\n"
+				  "  oauth     client c, tenant consumers, https://login.microsoftonline.com\n"
+				  "  scopes    " MK_CONFIG_OAUTH_SCOPES "\n"
 				  "account box (line 7)\n"
 				  "  provider  custom\n"
 				  "  email     me@example.org\n"
@@ -630,10 +639,11 @@ static void test_err_too_many_accounts(void **state)
 	size_t cap = (MK_LIMIT_ACCOUNTS + 1) * 64;
 	char *text = mk_xmalloc(cap);
 	size_t n = 0;
+	n += (size_t)snprintf(text + n, cap - n, "[defaults]\noauth_client_id = c\n");
 	for (int i = 0; i <= MK_LIMIT_ACCOUNTS; i++)
 		n += (size_t)snprintf(text + n, cap - n, "[account a%d]\nemail = a@outlook.com\nprovider=outlook\n", i);
 	char expected[128];
-	snprintf(expected, sizeof(expected), NAME ":%d: too many accounts (the limit is %d)", MK_LIMIT_ACCOUNTS * 3 + 1,
+	snprintf(expected, sizeof(expected), NAME ":%d: too many accounts (the limit is %d)", MK_LIMIT_ACCOUNTS * 3 + 3,
 		 MK_LIMIT_ACCOUNTS);
 	assert_parse_error(text, expected);
 
@@ -956,7 +966,7 @@ static char *write_file(const char *name, const char *text, mode_t mode)
 }
 
 #define PW_FILE "[account personal]\nemail = me@example.org\nimap_host = h\npassword = " SECRET "\n"
-#define NOPW_FILE "[account personal]\nprovider = outlook\nemail = me@outlook.com\n"
+#define NOPW_FILE "[account personal]\nprovider = outlook\nemail = me@outlook.com\noauth_client_id = c\n"
 
 static void assert_load(const char *path, int expected_ret, const char *expected_error)
 {
@@ -1378,8 +1388,8 @@ static void test_folders_key(void **state)
 static void test_outbox_keys(void **state)
 {
 	(void)state;
-	struct mk_config *cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\n"
-					 "[account m]\nprovider = office365\nemail = me@contoso.com\nmax_per_minute = 10\n"
+	struct mk_config *cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\noauth_client_id = 9e5f94bc-e8a4-4e73-b8be-63364c29d753\n"
+					 "[account m]\nprovider = office365\nemail = me@contoso.com\noauth_client_id = 9e5f94bc-e8a4-4e73-b8be-63364c29d753\nmax_per_minute = 10\n"
 					 "[account c]\nemail = c@example.org\npassword = " SECRET "\nimap_host = i.example.org\n"
 					 "smtp_host = s.example.org\nsave_sent = Sent\nmax_queue_age = 2d\n"
 					 "max_smtp_connections = 1\nmax_per_day = 0\n");
@@ -1402,8 +1412,8 @@ static void test_outbox_keys(void **state)
 	assert_null(c->server_saves_sent);
 	mk_config_free(&cfg);
 
-	assert_parse_error("[account o]\nprovider = outlook\nemail = me@outlook.com\nsave_sent = Sent Items\n",
-			   NAME ":4: save_sent = Sent Items: the server of account \"o\" already files sent mail in "
+	assert_parse_error("[account o]\nprovider = outlook\nemail = me@outlook.com\noauth_client_id = 9e5f94bc-e8a4-4e73-b8be-63364c29d753\nsave_sent = Sent Items\n",
+			   NAME ":5: save_sent = Sent Items: the server of account \"o\" already files sent mail in "
 				"\"Sent Items\" (server_saves_sent); set one of them to no");
 	assert_parse_error("[account c]\nemail = c@example.org\npassword = x\nsmtp_host = s.example.org\n"
 			   "save_sent = Sent\n",
@@ -1412,11 +1422,107 @@ static void test_outbox_keys(void **state)
 			   NAME ":2: bad max_per_minute \"fast\": expected a number (0 for no limit)");
 	assert_parse_error("[account c]\nmax_queue_age = 10s\n",
 			   NAME ":2: bad max_queue_age \"10s\": expected a duration like 12h or 5d (1 min to 365 days)");
-	cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\nserver_saves_sent = no\n"
+	cfg = parse_ok("[account o]\nprovider = outlook\nemail = me@outlook.com\noauth_client_id = 9e5f94bc-e8a4-4e73-b8be-63364c29d753\nserver_saves_sent = no\n"
 		       "save_sent = Sent Items\n");
 	assert_null(cfg->accounts[0].server_saves_sent);
 	assert_string_equal(cfg->accounts[0].save_sent, "Sent Items");
 	mk_config_free(&cfg);
+}
+
+/* ---- issue 6: OAuth2 keys ---- */
+
+static void test_oauth_defaults_and_presets(void **state)
+{
+	struct mk_config *cfg = parse_ok("[defaults]\n"
+					 "oauth_client_id = 11111111-2222-3333-4444-555555555555\n"
+					 "[account o]\nprovider = outlook\nemail = o@outlook.com\n"
+					 "[account w]\nprovider = office365\nemail = w@contoso.com\n"
+					 "[account t]\nprovider = office365\nemail = t@contoso.com\n"
+					 "oauth_tenant = contoso.onmicrosoft.com\n"
+					 "oauth_authority = https://127.0.0.1:8443/\n"
+					 "oauth_scopes = offline_access https://outlook.office365.com/.default\n"
+					 "[account c]\nprovider = outlook\nemail = c@outlook.com\n"
+					 "token_cmd = oauth2ms --token ; true\ntoken_cmd_cache = 10m\n"
+					 "[account p]\nemail = p@example.org\nimap_host = h\npass_cmd = x\n");
+	const struct mk_config_account *o = mk_config_find_account(cfg, "o");
+	assert_string_equal(o->oauth_client_id, "11111111-2222-3333-4444-555555555555");
+	assert_string_equal(o->oauth_tenant, "consumers");
+	assert_string_equal(o->oauth_authority, MK_CONFIG_OAUTH_AUTHORITY);
+	assert_string_equal(o->oauth_scopes, MK_CONFIG_OAUTH_SCOPES);
+	assert_non_null(strstr(o->oauth_scopes, "offline_access"));
+	assert_non_null(strstr(o->oauth_scopes, "https://outlook.office.com/SMTP.Send"));
+	assert_null(o->token_cmd);
+	assert_int_equal(o->token_cmd_cache_s, 300);
+	const struct mk_config_account *w = mk_config_find_account(cfg, "w");
+	assert_string_equal(w->oauth_tenant, "organizations");
+	const struct mk_config_account *t = mk_config_find_account(cfg, "t");
+	assert_string_equal(t->oauth_tenant, "contoso.onmicrosoft.com");
+	assert_string_equal(t->oauth_authority, "https://127.0.0.1:8443/");
+	assert_string_equal(t->oauth_scopes, "offline_access https://outlook.office365.com/.default");
+	const struct mk_config_account *c = mk_config_find_account(cfg, "c");
+	assert_string_equal(c->token_cmd, "oauth2ms --token ; true");
+	assert_null(c->oauth_client_id); /* token_cmd wins over the default client id */
+	assert_int_equal(c->token_cmd_cache_s, 600);
+	const struct mk_config_account *p = mk_config_find_account(cfg, "p");
+	assert_null(p->oauth_client_id); /* plain accounts ignore [defaults]' OAuth keys */
+	assert_null(p->oauth_tenant);
+	char *dump = dump_to_string(cfg);
+	assert_non_null(strstr(dump, "  oauth     token_cmd: oauth2ms --token ; true (output reused for 600 s)\n"));
+	assert_non_null(strstr(dump, "  oauth     client 11111111-2222-3333-4444-555555555555, tenant organizations, "
+				     "https://login.microsoftonline.com\n"));
+	mk_free(dump);
+	mk_config_free(&cfg);
+
+	/* custom servers with xoauth2 default to the "common" tenant */
+	cfg = parse_ok("[account x]\nemail = x@example.org\nimap_host = h\nauth = xoauth2\noauth_client_id = c\n");
+	assert_string_equal(cfg->accounts[0].oauth_tenant, "common");
+	mk_config_free(&cfg);
+}
+
+static void test_err_oauth(void **state)
+{
+	assert_parse_error(ACCT "provider = outlook\n",
+			   NAME ":1: account \"personal\" uses auth = xoauth2 but has no oauth_client_id: register your own "
+				"app in Microsoft Entra (see `mailkeep help config`) and set oauth_client_id = <its "
+				"Application (client) ID>, or set token_cmd = <command that prints an access token>");
+	assert_parse_error(ACCT "imap_host = h\nauth = xoauth2\n",
+			   NAME ":4: account \"personal\" uses auth = xoauth2 but has no oauth_client_id: register your own "
+				"app in Microsoft Entra (see `mailkeep help config`) and set oauth_client_id = <its "
+				"Application (client) ID>, or set token_cmd = <command that prints an access token>");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\ntoken_cmd = t\n",
+			   NAME ":5: account \"personal\" sets both oauth_client_id (line 4) and token_cmd (line 5); keep "
+				"only one");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_authority = http://idp.example\n",
+			   NAME ":5: bad oauth_authority \"http://idp.example\": expected an https:// URL such as "
+				"https://login.microsoftonline.com (tokens never travel over plain http)");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_authority = https://\n",
+			   NAME ":5: bad oauth_authority \"https://\": expected an https:// URL such as "
+				"https://login.microsoftonline.com");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = a/b\n",
+			   NAME ":4: bad oauth_client_id \"a/b\": expected the Application (client) ID of your app "
+				"registration, a GUID like 00000000-0000-0000-0000-000000000000");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\noauth_tenant = my tenant\n",
+			   NAME ":5: bad oauth_tenant \"my tenant\": expected consumers (Outlook.com), organizations, "
+				"common, a tenant id or a domain like contoso.onmicrosoft.com");
+	assert_parse_error(ACCT "provider = outlook\noauth_client_id = c\n"
+				"oauth_scopes = https://outlook.office.com/IMAP.AccessAsUser.All\n",
+			   NAME ":5: oauth_scopes of account \"personal\" lacks offline_access, without which no refresh "
+				"token is issued and the sign-in ends within the hour");
+	assert_parse_error(ACCT "provider = outlook\ntoken_cmd = t\ntoken_cmd_cache = forever\n",
+			   NAME ":5: bad token_cmd_cache \"forever\": expected a duration like 90s, 5m, 1h (1 s to 1 day)");
+	assert_parse_error(ACCT "imap_host = h\npass_cmd = p\noauth_client_id = c\n",
+			   NAME ":5: oauth_client_id is set but account \"personal\" uses auth = plain; set auth = xoauth2 "
+				"to sign in with OAuth, or remove oauth_client_id");
+	assert_parse_error("[defaults]\ntoken_cmd = t\n",
+			   NAME ":2: \"token_cmd\" cannot be set in [defaults]; set it in each [account NAME]");
+	assert_parse_error(ACCT "provider = outlook\noauth_clientid = c\n",
+			   NAME ":4: unknown key \"oauth_clientid\" (did you mean \"oauth_client_id\"?)");
+	/* an xoauth2 account still refuses a password first */
+	assert_parse_error(ACCT "provider = outlook\npassword = " SECRET "\noauth_client_id = c\n",
+			   NAME ":4: account \"personal\" uses auth = xoauth2, which takes no password: Outlook.com and "
+				"Microsoft 365 no longer accept passwords, and XOAUTH2 signs in with OAuth tokens that "
+				"mailkeep obtains and refreshes itself; remove \"password\" (or set auth = plain for a "
+				"server that takes passwords)");
 }
 
 int main(void)
@@ -1464,6 +1570,8 @@ int main(void)
 		cmocka_unit_test(test_secret_cmd_ok),
 		cmocka_unit_test(test_secret_cmd_failures),
 		cmocka_unit_test(test_secret_cmd_timeout),
+		cmocka_unit_test(test_oauth_defaults_and_presets), /* issue 6 */
+		cmocka_unit_test(test_err_oauth),
 	};
 	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }
