@@ -38,6 +38,7 @@ struct mk_smtp_session {
 	bool starttls;
 	bool trace;
 	bool in_data; /* output holds message data: traced by size */
+	bool corked;  /* mk_smtp_session_cork: hold output until uncorked */
 	enum sess_phase phase;
 	bool closing; /* owner closed or we failed: deliver nothing more */
 	struct mk_log_ctx log;
@@ -78,7 +79,7 @@ static void fail(struct mk_smtp_session *s, int err, const char *msg)
 static void flush(struct mk_smtp_session *s)
 {
 	struct mk_slice out = mk_smtp_client_output(&s->core);
-	if (out.n == 0 || s->closing)
+	if (out.n == 0 || s->closing || s->corked)
 		return;
 	/* Message data goes out at the socket's pace: at most about
 	 * MK_CONN_DRAIN_LOW queued beyond what the kernel took, so memory
@@ -330,6 +331,13 @@ int mk_smtp_session_data_end(struct mk_smtp_session *s)
 	if (r == 0)
 		flush(s);
 	return r;
+}
+
+void mk_smtp_session_cork(struct mk_smtp_session *s, bool cork)
+{
+	s->corked = cork;
+	if (!cork)
+		flush(s);
 }
 
 bool mk_smtp_session_output_empty(const struct mk_smtp_session *s)

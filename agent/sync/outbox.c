@@ -501,6 +501,8 @@ static void start_envelope(struct mk_outbox *ob)
 		.body_8bit = (c->flags & MK_STORE_OUTBOX_8BIT) != 0,
 		.smtputf8 = (c->flags & MK_STORE_OUTBOX_SMTPUTF8) != 0,
 	};
+	/* One write for the group (see mk_smtp_session_cork). */
+	mk_smtp_session_cork(ob->sess, true);
 	if (submit(ob, &mail) < 0)
 		return;
 	for (unsigned i = 0; i < c->n_rcpt; i++) {
@@ -512,7 +514,8 @@ static void start_envelope(struct mk_outbox *ob)
 		ob->rcpt_order[ob->n_order++] = i;
 	}
 	struct mk_smtp_cmd data = {.kind = MK_SMTP_CMD_DATA};
-	(void)submit(ob, &data);
+	if (submit(ob, &data) == 0 && ob->sess != NULL)
+		mk_smtp_session_cork(ob->sess, false);
 }
 
 static void next_message(struct mk_outbox *ob)

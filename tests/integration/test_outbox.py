@@ -273,6 +273,23 @@ def test_refusals(tmp, fx, cfg):
           "the message stays queued, untouched by the failed login")
 
 
+def test_rate_limit(tmp, fx):
+    """max_per_minute holds messages back (never drops them)."""
+    cfg = write_cfg(os.path.join(tmp, "cfg-rate"), os.path.join(tmp, "store-rate"), fx)
+    with open(cfg) as f:
+        text = f.read().replace("server_saves_sent = Sent\n", "server_saves_sent = Sent\nmax_per_minute = 2\n")
+    write_private(cfg, text)
+    for i in range(3):
+        mk(cfg, "send", "--queue-only", "alice+rate@example.test",
+           data=f"From: {fx['MK_USER2']}\nSubject: rate {i}\n\nx\n".encode())
+    r = mk(cfg, "outbox", "flush")
+    states = sorted(e["state"] for e in outbox(cfg))
+    check(r.returncode == 0 and states == ["queued", "sent", "sent"] and b"held back by the max_per_minute" in r.stderr,
+          f"max_per_minute = 2: two sent, one held back ({states}): {r.stderr.decode().strip()}")
+    r = mk(cfg, "outbox", "flush")
+    check(sorted(e["state"] for e in outbox(cfg)) == ["queued", "sent", "sent"], "still held back within the minute")
+
+
 def test_agent(tmp, fx, cfg):
     alice = fx["MK_USER"]
     agent = subprocess.Popen([MAILKEEP, "-c", cfg, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -449,6 +466,7 @@ def main():
         cfg = write_cfg(os.path.join(tmp, "cfg"), os.path.join(tmp, "store"), fx)
         test_delivery(tmp, fx, cfg)
         test_refusals(tmp, fx, cfg)
+        test_rate_limit(tmp, fx)
         test_agent(tmp, fx, cfg)
         test_hostile(tmp, fx)
         if os.environ.get("MK_TEST_HOOKS_BUILD", "1") == "1":
