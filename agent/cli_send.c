@@ -635,6 +635,19 @@ static int queue_and_send(const struct mk_cli *cli, struct queue_req *q, bool qu
 	return ex;
 }
 
+/* argv[first..] are recipients; then queue and send. */
+static int rcpts_then_send(const struct mk_cli *cli, struct queue_req *q, int argc, char **argv, int first,
+			   bool queue_only, bool trace, bool sendmail_mode)
+{
+	int ex = 0;
+	for (int i = first; i < argc && ex == 0; i++)
+		ex = add_rcpt_arg(q, argv[i]);
+	if (ex == 0)
+		ex = queue_and_send(cli, q, queue_only, trace, sendmail_mode);
+	free_rcpts(q);
+	return ex;
+}
+
 int mk_cli_send(const struct mk_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -716,16 +729,7 @@ int mk_cli_send(const struct mk_cli *cli, int argc, char **argv)
 		fprintf(stderr, "mailkeep: send: -f %s is not an address\n", q.env_from);
 		return MK_EXIT_USAGE;
 	}
-	for (int i = optind; i < argc; i++) {
-		int ex = add_rcpt_arg(&q, argv[i]);
-		if (ex != 0) {
-			free_rcpts(&q);
-			return ex;
-		}
-	}
-	int ex = queue_and_send(cli, &q, queue_only, trace, false);
-	free_rcpts(&q);
-	return ex;
+	return rcpts_then_send(cli, &q, argc, argv, optind, queue_only, trace, false);
 }
 
 /* sendmail(8) for MUAs and scripts: -t, -f FROM / -fFROM, -F NAME, -i,
@@ -800,16 +804,7 @@ int mk_cli_sendmail(const struct mk_cli *cli, int argc, char **argv)
 		fprintf(stderr, "mailkeep: sendmail: -f %s is not an address\n", q.env_from);
 		return MK_EXIT_USAGE;
 	}
-	for (; i < argc; i++) {
-		int ex = add_rcpt_arg(&q, argv[i]);
-		if (ex != 0) {
-			free_rcpts(&q);
-			return ex;
-		}
-	}
-	int ex = queue_and_send(cli, &q, false, false, true);
-	free_rcpts(&q);
-	return ex;
+	return rcpts_then_send(cli, &q, argc, argv, i, false, false, true);
 }
 
 /* ---- outbox ---- */

@@ -286,6 +286,35 @@ static bool entry_ok(const struct mk_store_outbox *o)
 	return true;
 }
 
+/* Calls fn for every entry, in id order, inside txn (a write txn may
+ * put_entry the one it was given: the cursor is not disturbed by
+ * replacing the current value). Returns 0, fn's error, MK_ECORRUPT. */
+static int each_entry(struct mk_store *st, MDB_txn *txn, int (*fn)(struct mk_store *st, MDB_txn *txn,
+								   struct mk_store_outbox *o, void *ud),
+		      void *ud)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, st->outbox, &c);
+	if (rc != 0)
+		return mk__store_err(rc);
+	struct mk_store_outbox o;
+	mk_store_outbox_init(&o);
+	MDB_val key, val;
+	int ret = 0;
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		ret = decode(&key, &val, &o);
+		if (ret == 0)
+			ret = fn(st, txn, &o, ud);
+		if (ret != 0)
+			break;
+	}
+	if (ret == 0 && rc != MDB_NOTFOUND)
+		ret = mk__store_err(rc);
+	mk_store_outbox_cleanup(&o);
+	mdb_cursor_close(c);
+	return ret;
+}
+
 /* ---- API ---- */
 
 static int new_id_txn(struct mk_store *st, MDB_txn *txn, void *ud)
@@ -422,47 +451,32 @@ struct recover_ctx {
 	unsigned requeued, uncertain;
 };
 
+static int recover_one(struct mk_store *st, MDB_txn *txn, struct mk_store_outbox *o, void *ud)
+{
+	struct recover_ctx *rc = ud;
+	if (o->state != MK_STORE_OUTBOX_SENDING)
+		return 0;
+	if (o->phase == MK_STORE_OUTBOX_PHASE_DOT_SENT) {
+		o->state = MK_STORE_OUTBOX_UNCERTAIN;
+		mk_strlcpy(o->last_reply, "interrupted after the message was sent, before the server's reply was recorded",
+			   sizeof(o->last_reply));
+		rc->uncertain++;
+	} else {
+		o->state = MK_STORE_OUTBOX_QUEUED;
+		rc->requeued++;
+		/* Recipients already refused stay refused; the others go again. */
+		for (unsigned i = 0; i < o->n_rcpt; i++)
+			if (o->rcpt[i].state == MK_STORE_RCPT_SENT)
+				o->rcpt[i].state = MK_STORE_RCPT_PENDING;
+	}
+	return put_entry(st, txn, o);
+}
+
 static int recover_txn(struct mk_store *st, MDB_txn *txn, void *ud)
 {
-	struct recover_ctx *rc_ = ud;
-	rc_->requeued = rc_->uncertain = 0;
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(txn, st->outbox, &c);
-	if (rc != 0)
-		return mk__store_err(rc);
-	struct mk_store_outbox o;
-	mk_store_outbox_init(&o);
-	MDB_val key, val;
-	int ret = 0;
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		ret = decode(&key, &val, &o);
-		if (ret < 0)
-			break;
-		if (o.state != MK_STORE_OUTBOX_SENDING)
-			continue;
-		if (o.phase == MK_STORE_OUTBOX_PHASE_DOT_SENT) {
-			o.state = MK_STORE_OUTBOX_UNCERTAIN;
-			mk_strlcpy(o.last_reply,
-				   "interrupted after the message was sent, before the server's reply was recorded",
-				   sizeof(o.last_reply));
-			rc_->uncertain++;
-		} else {
-			o.state = MK_STORE_OUTBOX_QUEUED;
-			rc_->requeued++;
-		}
-		/* Recipients already refused stay refused; the others go again. */
-		for (unsigned i = 0; i < o.n_rcpt; i++)
-			if (o.rcpt[i].state == MK_STORE_RCPT_SENT && o.state == MK_STORE_OUTBOX_QUEUED)
-				o.rcpt[i].state = MK_STORE_RCPT_PENDING;
-		ret = put_entry(st, txn, &o);
-		if (ret < 0)
-			break;
-	}
-	if (ret == 0 && rc != MDB_NOTFOUND)
-		ret = mk__store_err(rc);
-	mk_store_outbox_cleanup(&o);
-	mdb_cursor_close(c);
-	return ret;
+	struct recover_ctx *rc = ud;
+	rc->requeued = rc->uncertain = 0;
+	return each_entry(st, txn, recover_one, rc);
 }
 
 int mk_store_outbox_recover(struct mk_store *st, unsigned *requeued_r, unsigned *uncertain_r)
@@ -476,26 +490,23 @@ int mk_store_outbox_recover(struct mk_store *st, unsigned *requeued_r, unsigned 
 	return ret;
 }
 
+struct shas_ctx {
+	void (*add)(void *ud, const uint8_t sha[MK_STORE_SHA_LEN]);
+	void *ud;
+};
+
+static int sha_one(struct mk_store *st, MDB_txn *txn, struct mk_store_outbox *o, void *ud)
+{
+	(void)st;
+	(void)txn;
+	struct shas_ctx *sc = ud;
+	sc->add(sc->ud, o->sha);
+	return 0;
+}
+
 int mk__store_outbox_shas(struct mk_store *st, MDB_txn *txn,
 			  void (*add)(void *ud, const uint8_t sha[MK_STORE_SHA_LEN]), void *ud)
 {
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(txn, st->outbox, &c);
-	if (rc != 0)
-		return mk__store_err(rc);
-	struct mk_store_outbox o;
-	mk_store_outbox_init(&o);
-	MDB_val key, val;
-	int ret = 0;
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		ret = decode(&key, &val, &o);
-		if (ret < 0)
-			break;
-		add(ud, o.sha);
-	}
-	if (ret == 0 && rc != MDB_NOTFOUND)
-		ret = mk__store_err(rc);
-	mk_store_outbox_cleanup(&o);
-	mdb_cursor_close(c);
-	return ret;
+	struct shas_ctx sc = {add, ud};
+	return each_entry(st, txn, sha_one, &sc);
 }

@@ -97,23 +97,6 @@ EOF
 bytes=$(cat "$msgs"/*.eml | wc -c)
 say "$count messages, $bytes bytes"
 
-run_timed() {
-	name=$1
-	shift
-	set +e
-	/usr/bin/time -v -o "$workdir/$name.time" "$@" >"$workdir/$name.out" 2>&1
-	st=$?
-	set -e
-	return $st
-}
-metric() {
-	awk -F': ' '
-		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + p[i] }
-		/User time \(seconds\)/ { u = $2 }
-		/System time \(seconds\)/ { s = $2 }
-		/Maximum resident set size/ { r = $2 / 1024 }
-		END { printf "%.2f %.2f %.1f\n", w, u + s, r }' "$workdir/$1.time"
-}
 delivered() { find "$MK_MAIL_DIR/$MK_USER/new" "$MK_MAIL_DIR/$MK_USER/cur" -type f 2>/dev/null | wc -l; }
 wait_delivered() { # N
 	i=0

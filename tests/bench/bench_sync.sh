@@ -106,27 +106,6 @@ if [ "$proxy" = 1 ]; then
 	say "proxy 127.0.0.1:$port (pid $proxy_pid): ${delay_ms} ms each way, ${rate_mbit} Mbit/s per connection"
 fi
 
-# ---- measuring ----
-# run_timed NAME CMD...: runs CMD under /usr/bin/time -v, writes
-# $workdir/NAME.{time,out}; prints nothing; returns CMD's status.
-run_timed() {
-	name=$1
-	shift
-	set +e
-	/usr/bin/time -v -o "$workdir/$name.time" "$@" >"$workdir/$name.out" 2>&1
-	st=$?
-	set -e
-	return $st
-}
-# metric NAME -> "wall cpu rss_mb" from $workdir/NAME.time
-metric() {
-	awk -F': ' '
-		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + p[i] }
-		/User time \(seconds\)/ { u = $2 }
-		/System time \(seconds\)/ { s = $2 }
-		/Maximum resident set size/ { r = $2 / 1024 }
-		END { printf "%.2f %.2f %.1f\n", w, u + s, r }' "$workdir/$1.time"
-}
 
 # ---- mbsync ----
 mb=$workdir/mbsync

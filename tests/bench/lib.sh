@@ -57,3 +57,25 @@ bench_finish() {
 		rm -rf "$workdir"
 	fi
 }
+
+# run_timed NAME CMD...: runs CMD under /usr/bin/time -v, writes
+# $workdir/NAME.{time,out}; prints nothing; returns CMD's status (also in $st).
+run_timed() {
+	name=$1
+	shift
+	set +e
+	/usr/bin/time -v -o "$workdir/$name.time" "$@" >"$workdir/$name.out" 2>&1
+	st=$?
+	set -e
+	return $st
+}
+
+# metric NAME -> "wall cpu rss_mb" from $workdir/NAME.time
+metric() {
+	awk -F': ' '
+		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + p[i] }
+		/User time \(seconds\)/ { u = $2 }
+		/System time \(seconds\)/ { s = $2 }
+		/Maximum resident set size/ { r = $2 / 1024 }
+		END { printf "%.2f %.2f %.1f\n", w, u + s, r }' "$workdir/$1.time"
+}
