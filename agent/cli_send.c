@@ -61,6 +61,7 @@ struct queue_req {
 	unsigned n_rcpt;
 	int64_t send_at;       /* 0: now */
 	bool allow_foreign_from;
+	bool wait; /* --now: report the result even when the agent sends */
 };
 
 /* Streams LF / CR / CRLF line ends as CRLF into the body (the stored copy
@@ -493,9 +494,34 @@ static int kick_agent(const struct mk_config *cfg, pid_t *pid_r)
 
 /* Sends `only` (or everything due) now, in this process, unless an agent
  * holds the store. Returns an exit code. */
+/* --now with an agent running: follow the entry in the store until the
+ * agent's attempt is over (or 2 minutes), and report it like our own. */
+static void wait_for_agent(struct mk_store *st, uint64_t id, struct flush_run *fr)
+{
+	struct mk_store_outbox o;
+	mk_store_outbox_init(&o);
+	uint32_t attempts = 0;
+	if (mk_store_outbox_get(st, id, &o) == 0)
+		attempts = o.attempts;
+	for (int i = 0; i < 1200; i++) {
+		if (mk_store_outbox_get(st, id, &o) < 0)
+			break;
+		bool over = o.state != MK_STORE_OUTBOX_QUEUED && o.state != MK_STORE_OUTBOX_SENDING;
+		if (over || (o.state == MK_STORE_OUTBOX_QUEUED && o.attempts > attempts)) {
+			on_entry(fr, &o);
+			mk_store_outbox_cleanup(&o);
+			return;
+		}
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "mailkeep: outbox %llu: the agent has not sent it yet (`mailkeep outbox show %llu`)\n",
+		(unsigned long long)id, (unsigned long long)id);
+	mk_store_outbox_cleanup(&o);
+}
+
 static int send_now(const struct mk_cli *cli, const struct mk_config *cfg, struct mk_store *st,
 		    const struct mk_config_account *acct, const uint64_t *only, size_t n_only, bool ignore_backoff,
-		    bool trace, struct flush_run *fr)
+		    bool trace, bool wait, struct flush_run *fr)
 {
 	pid_t pid = 0;
 	int k = kick_agent(cfg, &pid);
@@ -504,6 +530,8 @@ static int send_now(const struct mk_cli *cli, const struct mk_config *cfg, struc
 			printf("the agent (mailkeep run, pid %ld) sends %s\n", (long)pid, n_only == 1 ? "it" : "the queue");
 		if (k < 0)
 			fprintf(stderr, "mailkeep: warning: the agent did not answer; it will send at its next timer\n");
+		else if (wait && n_only == 1)
+			wait_for_agent(st, only[0], fr);
 		return 0;
 	}
 	struct mk_lock *lock = NULL;
@@ -531,7 +559,7 @@ static int send_now(const struct mk_cli *cli, const struct mk_config *cfg, struc
 
 static void send_usage(FILE *f)
 {
-	fprintf(f, "usage: mailkeep send [-a ACCOUNT] [--at TIME | --in DURATION] [-t] [-f FROM] [--queue-only]\n"
+	fprintf(f, "usage: mailkeep send [-a ACCOUNT] [--now | --at TIME | --in DURATION | --queue-only] [-t] [-f FROM]\n"
 		   "                     [--allow-foreign-from] [--trace] [RCPT...] < MESSAGE\n"
 		   "Queues an RFC 5322 message in the store's outbox and sends it: now (unless --at/--in or\n"
 		   "--queue-only), by the running agent if there is one, else by this command.\n"
@@ -542,6 +570,7 @@ static void send_usage(FILE *f)
 		   "  --at TIME            send at TIME: 2026-12-24T09:00, \"2026-12-24 09:00\", 09:00,\n"
 		   "                       \"tomorrow 09:00\", \"mon 08:30\", with Z or +01:00 for a zone\n"
 		   "  --in DURATION        send after DURATION: 90s, 15m, 2h, 1d, 1h30m\n"
+		   "  --now                send now and report the result, also when the agent sends it\n"
 		   "  --queue-only         queue, do not send now (the agent or `outbox flush` will)\n"
 		   "  --allow-foreign-from allow a From that is not the account's address (Send-As rights)\n"
 		   "Date and Message-ID are added when missing. The message is in the queue when the\n"
@@ -614,7 +643,7 @@ static int queue_and_send(const struct mk_cli *cli, struct queue_req *q, bool qu
 			if (!cli->quiet && !sendmail_mode)
 				printf("outbox %llu: queued (account %s)\n", (unsigned long long)id, a->name);
 			struct flush_run fr = {.quiet = cli->quiet || sendmail_mode};
-			int sx = send_now(cli, cfg, st, a, &id, 1, false, trace, &fr);
+			int sx = send_now(cli, cfg, st, a, &id, 1, false, trace, q->wait, &fr);
 			if (fr.failed > 0)
 				ex = MK_EXIT_DATAERR; /* refused for good: the sender must know */
 			else if (fr.limited > 0 && !cli->quiet)
@@ -656,6 +685,7 @@ int mk_cli_send(const struct mk_cli *cli, int argc, char **argv)
 		{"at", required_argument, NULL, 'A'},
 		{"in", required_argument, NULL, 'I'},
 		{"queue-only", no_argument, NULL, 'Q'},
+		{"now", no_argument, NULL, 'N'},
 		{"allow-foreign-from", no_argument, NULL, 'F'},
 		{"trace", no_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
@@ -686,6 +716,9 @@ int mk_cli_send(const struct mk_cli *cli, int argc, char **argv)
 		case 'Q':
 			queue_only = true;
 			break;
+		case 'N':
+			q.wait = true;
+			break;
 		case 'F':
 			q.allow_foreign_from = true;
 			break;
@@ -702,6 +735,10 @@ int mk_cli_send(const struct mk_cli *cli, int argc, char **argv)
 	}
 	if (at != NULL && in != NULL) {
 		fprintf(stderr, "mailkeep: send: give --at or --in, not both\n");
+		return MK_EXIT_USAGE;
+	}
+	if (q.wait && (at != NULL || in != NULL || queue_only)) {
+		fprintf(stderr, "mailkeep: send: --now sends at once: not with --at, --in or --queue-only\n");
 		return MK_EXIT_USAGE;
 	}
 	char err[300] = "";
@@ -1203,7 +1240,7 @@ int mk_cli_outbox(const struct mk_cli *cli, int argc, char **argv)
 		ex = r == 0 ? 0 : r == MK_ESTATE || r == MK_ENOTFOUND ? MK_EXIT_DATAERR : MK_EXIT_IOERR;
 	} else { /* flush */
 		struct flush_run fr = {.quiet = cli->quiet};
-		ex = send_now(cli, cfg, st, acct, NULL, 0, true, trace, &fr);
+		ex = send_now(cli, cfg, st, acct, NULL, 0, true, trace, false, &fr);
 		if (ex == 0 && fr.failed > 0)
 			ex = MK_EXIT_DATAERR;
 		if (!cli->quiet && fr.sent + fr.failed + fr.deferred + fr.uncertain > 0)

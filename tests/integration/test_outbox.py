@@ -309,6 +309,9 @@ def test_agent(tmp, fx, cfg):
         got = wait_for(lambda: with_subject(maildir(fx, alice), b"via agent"), 15)
         check(r.returncode == 0 and b"the agent" in r.stdout and len(got) == 1,
               "with an agent running, send hands the message to it: " + r.stdout.decode().strip())
+        r = mk(cfg, "send", "--now", alice, data=b"From: " + fx["MK_USER2"].encode() + b"\nSubject: now via agent\n\nx\n")
+        check(r.returncode == 0 and b"sent to 1 recipient" in r.stdout,
+              "send --now with the agent running reports the agent's result: " + r.stdout.decode().strip())
         r = mk(cfg, "status")
         check(b"outbox:" in r.stdout, "status shows the outbox")
         # a message scheduled while the agent is down goes out when it is back
