@@ -74,6 +74,16 @@ int mk_cli_open_store(const struct mk_cli *cli, struct mk_config **cfg_r, struct
 /* Splits "ACCOUNT[/FOLDER]". Returns: 0, MK_EINVAL. */
 int mk_cli_split_path(const char *path, char *acct, size_t acctsz, const char **folder_r);
 
+/* issue 6: the secret an engine logs in with, for one-shot commands: the
+ * password (password / pass_cmd), or for auth = xoauth2 an access token
+ * from the token manager (refreshed with the refresh token saved by
+ * `mailkeep login` in STORE/oauth/, or from token_cmd), obtained on a
+ * private loop (call it before uv_run of the caller's loop). Free with
+ * mk_config_secret_free(). On failure *error_r is a new string naming the
+ * account (MK_EAUTH: it ends in "run `mailkeep login NAME`").
+ * Returns: 0, MK_ENOTFOUND, MK_ECMD, MK_EAUTH, MK_ECONFIG, MK_EPERM, network errors. */
+int mk_cli_get_secret(const char *store_dir, const struct mk_config_account *acct, char **secret_r, char **error_r);
+
 int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_run(const struct mk_cli *cli, int argc, char **argv);

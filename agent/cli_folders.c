@@ -12,6 +12,7 @@
 #include "mk_imap.h"
 #include "mk_imap_session.h"
 #include "mk_log.h"
+#include "mk_login.h"
 #include "mk_tls.h"
 
 #include <getopt.h>
@@ -97,28 +98,25 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 		return;
 	struct mk_imap_cmd cmd = {0};
 	if (ev->tag == run->tag_capa) {
-		if (mk_imap_session_has_cap(s, "LOGINDISABLED") && !mk_imap_session_has_cap(s, "AUTH=PLAIN")) {
+		if (run->acct->auth != MK_CONFIG_AUTH_XOAUTH2 && mk_imap_session_has_cap(s, "LOGINDISABLED") &&
+		    !mk_imap_session_has_cap(s, "AUTH=PLAIN")) {
 			set_error(run, MK_EAUTH, MK_EXIT_NOPERM,
 				  "server accepts no password login (LOGINDISABLED, no AUTH=PLAIN)");
 			mk_imap_session_close(s);
 			return;
 		}
-		cmd.a = run->acct->user;
-		cmd.b = run->secret;
-		/* AUTHENTICATE PLAIN where offered (UTF-8 safe), else LOGIN */
-		cmd.kind = run->acct->auth == MK_CONFIG_AUTH_PLAIN && mk_imap_session_has_cap(s, "AUTH=PLAIN")
-				   ? MK_IMAP_CMD_AUTHENTICATE_PLAIN
-				   : MK_IMAP_CMD_LOGIN;
-		int r = mk_imap_session_submit(s, &cmd, &run->tag_login);
+		/* XOAUTH2 with the access token, AUTHENTICATE PLAIN where offered
+		 * (UTF-8 safe), else LOGIN */
+		int r = mk_login_imap(s, run->acct, run->secret, &run->tag_login);
 		mk_config_secret_free(&run->secret);
 		if (r < 0)
-			mk_imap_session_abort(s, r, "cannot send login");
+			mk_imap_session_abort(s, r == MK_EINVAL ? MK_EAUTH : r,
+					      r == MK_EINVAL ? "the access token is malformed" : "cannot send login");
 		return;
 	}
 	if (ev->tag == run->tag_login) {
 		if (ev->status != MK_IMAP_OK) {
-			snprintf(msg, sizeof(msg), "login as %s failed: %s %s", run->acct->user,
-				 mk_imap_status_name(ev->status), ev->text);
+			mk_login_imap_failed(s, run->acct, ev, msg, sizeof(msg));
 			set_error(run, MK_EAUTH, MK_EXIT_NOPERM, msg);
 			mk_imap_session_close(s);
 			return;
@@ -214,21 +212,16 @@ int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv)
 		mk_config_free(&cfg);
 		return MK_EXIT_CONFIG;
 	}
-	if (acct->auth == MK_CONFIG_AUTH_XOAUTH2) {
-		fprintf(stderr,
-			"mailkeep: account %s uses auth = xoauth2; OAuth2 sign-in (`mailkeep login`) is not "
-			"available in this version yet\n",
-			acct->name);
-		mk_config_free(&cfg);
-		return MK_EXIT_UNAVAILABLE;
-	}
 	char *error = NULL;
-	int r = mk_config_get_secret(acct, &run.secret, &error);
+	int r = mk_cli_get_secret(cfg->store, acct, &run.secret, &error);
 	if (r < 0) {
 		fprintf(stderr, "mailkeep: %s\n", error ? error : mk_strerror(r));
 		mk_free(error);
 		mk_config_free(&cfg);
-		return r == MK_ENOTFOUND ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE;
+		return r == MK_ENOTFOUND || r == MK_ECONFIG ? MK_EXIT_CONFIG
+		       : r == MK_EAUTH || r == MK_EPERM    ? MK_EXIT_NOPERM
+		       : r == MK_ECMD                      ? MK_EXIT_UNAVAILABLE
+							   : mk_cli_exit_for(r);
 	}
 	struct mk_tls_ctx *tls_ctx = NULL;
 	r = mk_cli_tls_ctx(acct->tls_ca_file, &tls_ctx, &error);

@@ -30,6 +30,7 @@
 #include "mk_backoff.h"
 #include "mk_outbox.h" /* issue 5 */
 #include "mk_sentcheck.h"
+#include "mk_oauth.h" /* issue 6 */
 
 #include <getopt.h>
 #include <signal.h>
@@ -69,8 +70,18 @@ struct acct {
 	struct mk_backoff send_backoff; /* connection-level failures (no entry reached MAIL) */
 	int64_t send_blocked_until;   /* wall seconds; 0: not blocked */
 	char send_status[700];
+	/* issue 6: auth = xoauth2 -- `secret` is the access token for the
+	 * short runs (POP3, outbox, Sent lookup) while valid until secret_until
+	 * (mono ms); the IDLE engine asks the token manager itself */
+	int64_t secret_until;
+	bool tok_pending;
+	unsigned tok_then; /* TOK_THEN_*: what waits for the token */
+	uint64_t gen;      /* identifies this acct to a token callback */
 	struct acct *next;
 };
+
+#define TOK_THEN_POP3 1u
+#define TOK_THEN_SEND 2u
 
 struct agent {
 	uv_loop_t loop;
@@ -95,12 +106,16 @@ struct agent {
 	bool clock_open;
 	int64_t clock_wall_ms;
 	uint64_t clock_mono_ms;
+	struct mk_oauth *oauth; /* issue 6: access tokens of the xoauth2 accounts */
+	uint64_t next_gen;
 };
 
 static void acct_start(struct acct *a);
 static void send_schedule(struct acct *a, bool flush);
 static void acct_stop(struct acct *a, bool graceful);
 static void maybe_finish(struct agent *ag);
+static int acct_secret(struct acct *a, unsigned then, char **secret_r, char **error_r); /* issue 6 */
+static void send_arm(struct acct *a, int64_t when);
 
 static char *fingerprint(const struct mk_config_account *c)
 {
@@ -230,16 +245,148 @@ static void start_pop3(struct acct *a)
 {
 	if (a->pop3 != NULL || a->cfg->fetch == MK_CONFIG_FETCH_IMAP || a->cfg->pop3.host == NULL)
 		return;
+	char *secret = NULL, *error = NULL;
+	int r = a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2 ? acct_secret(a, TOK_THEN_POP3, &secret, &error) : 0;
+	if (r != 0) {
+		if (r < 0)
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s (POP3): %s", a->cfg->name, error);
+		mk_free(error);
+		return; /* 1: started again when the token arrives */
+	}
 	struct mk_pop3_fetch_opts po = {
 		.loop = &a->ag->loop,
 		.acct = a->cfg,
 		.store = a->ag->store,
 		.tls_ctx = a->tls,
-		.secret = a->secret,
+		.secret = secret != NULL ? secret : a->secret,
 		.ud = a,
 	};
 	if (mk_pop3_fetch_start(&po, pop3_done, a, &a->pop3) < 0)
 		a->pop3 = NULL;
+	mk_config_secret_free(&secret);
+}
+
+/* ---- issue 6: access tokens (auth = xoauth2) ----
+ *
+ * The IDLE and poll engines ask the token manager themselves before each
+ * login (mk_sync_opts.get_secret: fresh tokens on reconnect, a forced
+ * refresh after AccessTokenExpired, re-authentication at 85 % of the
+ * lifetime). The short runs take the account's current token, fetched
+ * here asynchronously: they are started again when it arrives. A refused
+ * sign-in (MK_EAUTH: "run `mailkeep login NAME`") stops this account only,
+ * until a reload. */
+
+struct engine_tok {
+	mk_sync_secret_done *done;
+	void *req;
+};
+
+static void on_engine_token(int err, const char *msg, const struct mk_oauth_token *tok, void *ud)
+{
+	struct engine_tok *t = ud;
+	t->done(t->req, err, msg, err == 0 ? tok->access_token : NULL, err == 0 ? tok->valid_ms : 0);
+	mk_free(t);
+}
+
+static int engine_get_secret(void *ud, bool force, mk_sync_secret_done *done, void *req)
+{
+	struct acct *a = ud;
+	struct engine_tok *t = mk_xcalloc(1, sizeof(*t));
+	t->done = done;
+	t->req = req;
+	int r = a->ag->oauth != NULL ? mk_oauth_token_get(a->ag->oauth, a->cfg, force, on_engine_token, t, NULL)
+				     : MK_ECANCELED;
+	if (r < 0)
+		mk_free(t);
+	return r;
+}
+
+/* The account cannot get tokens until the user signs in again. */
+static void acct_auth_failed(struct acct *a, const char *msg)
+{
+	if (a->failed)
+		return;
+	a->failed = true;
+	snprintf(a->status, sizeof(a->status), "stopped: %s", msg);
+	mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "account %s: %s; then reload (SIGHUP)", a->cfg->name, a->status);
+	acct_stop(a, false);
+	on_synced(a, a->cfg->name); /* the others may be ready */
+}
+
+struct acct_tok {
+	struct agent *ag;
+	uint64_t gen;
+};
+
+static void start_pop3(struct acct *a);
+static void on_acct_token(int err, const char *msg, const struct mk_oauth_token *tok, void *ud)
+{
+	struct acct_tok *t = ud;
+	struct acct *a = t->ag->accts;
+	while (a != NULL && a->gen != t->gen)
+		a = a->next;
+	mk_free(t);
+	if (a == NULL)
+		return; /* the account is gone */
+	a->tok_pending = false;
+	unsigned then = a->tok_then;
+	a->tok_then = 0;
+	if (a->stopping || a->ag->stopping || err == MK_ECANCELED)
+		return;
+	if (err == MK_EAUTH) {
+		acct_auth_failed(a, msg);
+		return;
+	}
+	if (err != 0) {
+		mk_log(MK_LOG_WARN, MK_LOG_CAT_OAUTH, NULL, "account %s: cannot get an access token: %s", a->cfg->name,
+		       msg);
+		if ((then & TOK_THEN_SEND) != 0) {
+			snprintf(a->send_status, sizeof(a->send_status), "last error: cannot get an access token: %s", msg);
+			uint64_t ms = mk_backoff_next_ms(&a->send_backoff);
+			a->send_blocked_until = mk_time_wall_s() + (int64_t)(ms / 1000);
+			send_arm(a, a->send_blocked_until);
+		}
+		return;
+	}
+	mk_config_secret_free(&a->secret);
+	a->secret = mk_xstrdup(tok->access_token);
+	a->secret_until = mk_time_mono_ms() + tok->valid_ms;
+	if ((then & TOK_THEN_POP3) != 0)
+		start_pop3(a);
+	if ((then & TOK_THEN_SEND) != 0)
+		send_schedule(a, false);
+}
+
+/* The secret for a short run: 0 and a copy in *secret_r (the password,
+ * or the access token while valid for one more minute); 1 when a token
+ * is on its way (`then` runs again when it arrives); <0 and *error_r. */
+static int acct_secret(struct acct *a, unsigned then, char **secret_r, char **error_r)
+{
+	*secret_r = NULL;
+	*error_r = NULL;
+	if (a->cfg->auth != MK_CONFIG_AUTH_XOAUTH2)
+		return mk_config_get_secret(a->cfg, secret_r, error_r);
+	if (a->secret != NULL && a->secret_until > mk_time_mono_ms() + 60000) {
+		*secret_r = mk_xstrdup(a->secret);
+		return 0;
+	}
+	a->tok_then |= then;
+	if (a->tok_pending)
+		return 1;
+	struct acct_tok *t = mk_xcalloc(1, sizeof(*t));
+	t->ag = a->ag;
+	t->gen = a->gen;
+	int r = mk_oauth_token_get(a->ag->oauth, a->cfg, false, on_acct_token, t, NULL);
+	if (r < 0) {
+		mk_free(t);
+		a->tok_then = 0;
+		*error_r = mk_xasprintf("account %s: auth = xoauth2 needs oauth_client_id (then `mailkeep login %s`) "
+					"or token_cmd",
+					a->cfg->name, a->cfg->name);
+		return r;
+	}
+	a->tok_pending = true;
+	return 1;
 }
 
 static void on_poll_timer(uv_timer_t *t)
@@ -256,6 +403,8 @@ static void on_poll_timer(uv_timer_t *t)
 		.store = a->ag->store,
 		.tls_ctx = a->tls,
 		.secret = a->secret,
+		.get_secret = a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2 ? engine_get_secret : NULL, /* issue 6 */
+		.secret_ud = a,
 		.skip_idle = true,
 		.on_folder = on_folder,
 		.ud = a,
@@ -412,7 +561,11 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 	}
 	char *secret = NULL, *error = NULL;
 	struct mk_tls_ctx *tls = NULL;
-	int r = mk_config_get_secret(a->cfg, &secret, &error);
+	int r = acct_secret(a, TOK_THEN_SEND, &secret, &error); /* issue 6 */
+	if (r > 0) {
+		mk_outbox_uncertain_free(&u);
+		return true; /* send_schedule runs again with the token */
+	}
 	if (r == 0)
 		r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &tls, &error);
 	if (r == 0) {
@@ -478,7 +631,11 @@ static void send_schedule(struct acct *a, bool flush)
 	} else if (plan.n > 0) {
 		char *error = NULL, *secret = NULL;
 		struct mk_tls_ctx *tls = NULL;
-		r = mk_config_get_secret(a->cfg, &secret, &error);
+		r = acct_secret(a, TOK_THEN_SEND, &secret, &error); /* issue 6 */
+		if (r > 0) {
+			mk_outbox_plan_free(&plan);
+			return; /* send_schedule runs again with the token */
+		}
 		if (r == 0)
 			r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &tls, &error);
 		if (r == 0) {
@@ -525,13 +682,8 @@ static void acct_start(struct acct *a)
 		snprintf(a->status, sizeof(a->status), "no IMAP server configured");
 		return;
 	}
-	if (a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2) {
-		a->failed = true;
-		snprintf(a->status, sizeof(a->status), "auth = xoauth2 is not available in this version yet");
-		mk_log(MK_LOG_ERROR, MK_LOG_CAT_SCHED, NULL, "account %s: %s", a->cfg->name, a->status);
-		return;
-	}
-	int r = mk_config_get_secret(a->cfg, &a->secret, &error);
+	/* xoauth2: tokens come from the token manager when needed (issue 6) */
+	int r = a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2 ? 0 : mk_config_get_secret(a->cfg, &a->secret, &error);
 	if (r == 0 && a->tls == NULL)
 		r = mk_cli_tls_ctx(a->cfg->tls_ca_file, &a->tls, &error);
 	if (r < 0) {
@@ -564,6 +716,8 @@ static void acct_start(struct acct *a)
 		.store = ag->store,
 		.tls_ctx = a->tls,
 		.secret = a->secret,
+		.get_secret = a->cfg->auth == MK_CONFIG_AUTH_XOAUTH2 ? engine_get_secret : NULL, /* issue 6 */
+		.secret_ud = a,
 		.watch = true,
 		.on_synced = on_synced,
 		.on_push = on_push,
@@ -656,6 +810,7 @@ static void close_agent_handles(struct agent *ag)
 		mk_control_close(ag->control, NULL);
 		ag->control = NULL;
 	}
+	mk_oauth_free(&ag->oauth); /* pending requests end with MK_ECANCELED */
 }
 
 /* Removes accounts that finished stopping; ends the agent when stopping
@@ -709,6 +864,7 @@ static struct acct *acct_new(struct agent *ag, struct mk_config_account *c)
 	a->ag = ag;
 	a->cfg = c;
 	a->fingerprint = fingerprint(c);
+	a->gen = ++ag->next_gen;
 	a->next = ag->accts;
 	ag->accts = a;
 	return a;
@@ -941,6 +1097,7 @@ int mk_cli_run(const struct mk_cli *cli, int argc, char **argv)
 		ag->control = NULL;
 	}
 	mk_free(cpath);
+	ag->oauth = mk_oauth_new(&ag->loop, ag->cfg->store); /* issue 6 */
 	uv_timer_init(&ag->loop, &ag->clock);
 	ag->clock.data = ag;
 	ag->clock_open = true;

@@ -421,14 +421,8 @@ static int flush_accounts(const struct mk_config *cfg, struct mk_store *st, cons
 		}
 		char *error = NULL;
 		struct mk_tls_ctx *tls = NULL;
-		r = mk_config_get_secret(a, &f->secret, &error);
-		if (r == MK_ENOTFOUND && a->auth == MK_CONFIG_AUTH_XOAUTH2) {
-			fprintf(stderr, "mailkeep: account %s: XOAUTH2 sending needs a token (run `mailkeep login %s`)\n",
-				a->name, a->name);
-			fr->exit_code = worse(fr->exit_code, MK_EXIT_NOPERM);
-			f->done = true;
-			continue;
-		}
+		/* issue 6: for xoauth2, an access token from the token manager */
+		r = mk_cli_get_secret(cfg->store, a, &f->secret, &error);
 		if (r == 0)
 			r = mk_cli_tls_ctx(a->tls_ca_file, &tls, &error);
 		if (r == 0) {

@@ -45,6 +45,7 @@ struct sync_cli {
 	bool progress_shown;
 	struct acct_run *runs;
 	size_t n_runs;
+	const char *store_dir; /* issue 6: the token files live in STORE/oauth/ */
 };
 
 static void clear_progress(struct sync_cli *c)
@@ -155,14 +156,7 @@ static int pop3_start(struct sync_cli *cp, struct acct_run *run, uv_loop_t *loop
 	const struct mk_config_account *a = run->acct;
 	bool only = a->fetch == MK_CONFIG_FETCH_POP3;
 	char *error = NULL, *secret = NULL;
-	int r = 0;
-	if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
-		fprintf(stderr, "mailkeep: account %s, POP3: auth = xoauth2 is not available in this version yet\n",
-			a->name);
-		*result = worse(*result, MK_EXIT_UNAVAILABLE);
-		return only;
-	}
-	r = mk_config_get_secret(a, &secret, &error);
+	int r = mk_cli_get_secret(cp->store_dir, a, &secret, &error);
 	if (r == 0)
 		r = mk_cli_tls_ctx(a->tls_ca_file, &run->pop3_tls, &error);
 	if (r == 0) {
@@ -226,21 +220,16 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 			run->done = true;
 			continue;
 		}
-		if (a->auth == MK_CONFIG_AUTH_XOAUTH2) {
-			fprintf(stderr, "mailkeep: account %s uses auth = xoauth2; OAuth2 sign-in is not available in "
-					"this version yet\n",
-				a->name);
-			result = worse(result, MK_EXIT_UNAVAILABLE);
-			run->done = true;
-			continue;
-		}
-		r = mk_config_get_secret(a, &run->secret, &error);
+		r = mk_cli_get_secret(cp->store_dir, a, &run->secret, &error);
 		if (r == 0)
 			r = mk_cli_tls_ctx(a->tls_ca_file, &run->tls, &error);
 		if (r < 0) {
 			fprintf(stderr, "mailkeep: account %s: %s\n", a->name, error ? error : mk_strerror(r));
 			MK_FREE(&error);
-			result = worse(result, r == MK_ETLS ? MK_EXIT_CONFIG : MK_EXIT_UNAVAILABLE);
+			result = worse(result, r == MK_ETLS || r == MK_ECONFIG ? MK_EXIT_CONFIG
+					       : r == MK_EAUTH || r == MK_EPERM ? MK_EXIT_NOPERM
+					       : r == MK_ECMD || r == MK_ENOTFOUND ? MK_EXIT_UNAVAILABLE
+										 : mk_cli_exit_for(r));
 			run->done = true;
 			continue;
 		}
@@ -300,6 +289,7 @@ int mk_cli_verify_server(const struct mk_cli *cli, struct mk_config *cfg, struct
 	struct sync_cli c = {0};
 	c.quiet = cli->quiet;
 	c.verify = true;
+	c.store_dir = cfg->store;
 	c.runs = mk_xcalloc(cfg->n_accounts ? cfg->n_accounts : 1, sizeof(*c.runs));
 	for (int i = 0; i < argc; i++) {
 		const struct mk_config_account *a = mk_cli_pick_account(cfg, argv[i]);
@@ -364,6 +354,7 @@ int mk_cli_sync(const struct mk_cli *cli, int argc, char **argv)
 	if (ex != 0)
 		return ex;
 	/* which accounts */
+	c.store_dir = cfg->store;
 	c.runs = mk_xcalloc(cfg->n_accounts ? cfg->n_accounts : 1, sizeof(*c.runs));
 	if (optind < argc) {
 		for (int i = optind; i < argc; i++) {

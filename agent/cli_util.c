@@ -6,6 +6,7 @@
 #include "mk_alloc.h"
 #include "mk_buf.h"
 #include "mk_err.h"
+#include "mk_oauth.h"
 #include "mk_store.h"
 #include "mk_tls.h"
 
@@ -173,4 +174,56 @@ static int mailboxes_cb(void *ud, const struct mk_store_mailbox *mb)
 int mk_cli_load_mailboxes(struct mk_store *st, uint32_t account, struct mk_cli_mailboxes *out)
 {
 	return mk_store_mailboxes(st, account, mailboxes_cb, out);
+}
+
+/* ---- issue 6: secrets for one-shot commands ---- */
+
+struct secret_wait {
+	const struct mk_config_account *acct;
+	char *secret;
+	char *error;
+	int err;
+};
+
+static void on_secret_token(int err, const char *msg, const struct mk_oauth_token *tok, void *ud)
+{
+	struct secret_wait *w = ud;
+	w->err = err;
+	if (err == 0)
+		w->secret = mk_xstrdup(tok->access_token);
+	else
+		w->error = msg != NULL && strstr(msg, w->acct->name) != NULL
+				   ? mk_xstrdup(msg)
+				   : mk_xasprintf("account %s: %s", w->acct->name, msg != NULL ? msg : mk_strerror(err));
+}
+
+int mk_cli_get_secret(const char *store_dir, const struct mk_config_account *acct, char **secret_r, char **error_r)
+{
+	*secret_r = NULL;
+	*error_r = NULL;
+	if (acct->auth != MK_CONFIG_AUTH_XOAUTH2)
+		return mk_config_get_secret(acct, secret_r, error_r);
+	struct secret_wait w = {acct, NULL, NULL, 0};
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct mk_oauth *o = mk_oauth_new(&loop, store_dir);
+	int r = mk_oauth_token_get(o, acct, false, on_secret_token, &w, NULL);
+	if (r < 0) {
+		w.err = r;
+		w.error = mk_xasprintf("account %s: auth = xoauth2 needs oauth_client_id (then `mailkeep login %s`) "
+				       "or token_cmd",
+				       acct->name, acct->name);
+	} else {
+		uv_run(&loop, UV_RUN_DEFAULT);
+	}
+	mk_oauth_free(&o);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	int lc = uv_loop_close(&loop);
+	MK_ASSERT(lc == 0);
+	if (w.err != 0) {
+		*error_r = w.error;
+		return w.err == MK_EINVAL ? MK_ECONFIG : w.err;
+	}
+	*secret_r = w.secret;
+	return 0;
 }

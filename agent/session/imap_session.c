@@ -11,7 +11,9 @@
 #include "mk_imap_session.h"
 #include "mk_alloc.h"
 #include "mk_err.h"
+#include "mk_limits.h"
 #include "mk_log.h"
+#include "mk_str.h"
 #include "mk_trace.h"
 
 #include <stdio.h>
@@ -39,6 +41,11 @@ struct mk_imap_session {
 	int out_secret; /* trace mode for the next output (see trace_lines) */
 	struct mk_log_ctx log;
 	char account[64];
+	/* SASL exchange of mk_imap_session_authenticate() */
+	struct mk_sasl sasl;
+	bool sasl_active;
+	unsigned auth_tag;
+	char auth_error[512];
 };
 
 /* `ud` points to the `secret` of trace_lines. */
@@ -154,6 +161,27 @@ static void handle_event(struct mk_imap_session *s, const struct mk_imap_event *
 	}
 }
 
+/* A challenge of our AUTHENTICATE: answered here with mk_sasl. */
+static void sasl_challenge(struct mk_imap_session *s, const struct mk_imap_event *ev)
+{
+	struct mk_buf out;
+	mk_buf_init(&out, MK_LIMIT_SASL_LINE);
+	/* sized once: no realloc leaves a copy of the secret behind */
+	int r = mk_buf_reserve(&out, MK_LIMIT_SASL_LINE / 2, NULL);
+	if (r == 0)
+		r = mk_sasl_step(&s->sasl, ev->chunk.p, ev->chunk.n, &out);
+	if (r == MK_EAUTH)
+		mk_strlcpy(s->auth_error, mk_sasl_error(&s->sasl), sizeof(s->auth_error));
+	if (r == 0 || r == MK_EAUTH)
+		r = mk_imap_client_auth_respond(&s->core, out.data, out.len);
+	else
+		r = mk_imap_client_auth_cancel(&s->core); /* a challenge the mechanism does not expect */
+	mk_buf_cleanup_wipe(&out);
+	s->out_secret = 2; /* the response line is hidden whole in traces */
+	if (r < 0)
+		fail(s, r, "cannot answer the server's SASL challenge");
+}
+
 static void drain(struct mk_imap_session *s)
 {
 	while (!s->closing) {
@@ -173,6 +201,16 @@ static void drain(struct mk_imap_session *s)
 		}
 		if (ev.kind == MK_IMAP_EV_BYE || (ev.kind == MK_IMAP_EV_TAGGED && ev.cmd == MK_IMAP_CMD_LOGOUT))
 			mk_conn_expect_eof(s->conn);
+		if (s->sasl_active && ev.tag == s->auth_tag && ev.cmd == MK_IMAP_CMD_AUTHENTICATE) {
+			if (ev.kind == MK_IMAP_EV_CONTINUATION) {
+				sasl_challenge(s, &ev);
+				continue;
+			}
+			if (ev.kind == MK_IMAP_EV_TAGGED) {
+				mk_sasl_cleanup(&s->sasl);
+				s->sasl_active = false;
+			}
+		}
 		handle_event(s, &ev);
 		if (s->phase == PH_HANDSHAKE)
 			break; /* nothing more may be read in clear */
@@ -214,6 +252,8 @@ static void on_conn_close(struct mk_conn *c, int err, const char *msg, void *ud)
 	s->closing = true;
 	if (s->cbs.on_close)
 		s->cbs.on_close(s, err, msg, s->ud);
+	if (s->sasl_active)
+		mk_sasl_cleanup(&s->sasl);
 	mk_imap_client_cleanup(&s->core);
 	mk_free(s);
 }
@@ -258,6 +298,48 @@ int mk_imap_session_submit(struct mk_imap_session *s, const struct mk_imap_cmd *
 		flush(s);
 	}
 	return r;
+}
+
+int mk_imap_session_authenticate(struct mk_imap_session *s, enum mk_sasl_mech mech, const char *user,
+				 const char *secret, const char *host, unsigned port, unsigned *tag_r)
+{
+	if (s->closing || s->phase != PH_READY || s->sasl_active)
+		return MK_ESTATE;
+	s->auth_error[0] = '\0';
+	int r = mk_sasl_init(&s->sasl, mech, user, (const uint8_t *)secret, secret ? strlen(secret) : 0, host, port);
+	if (r < 0) {
+		mk_sasl_cleanup(&s->sasl);
+		return r;
+	}
+	struct mk_buf ir;
+	mk_buf_init(&ir, MK_LIMIT_SASL_LINE);
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_AUTHENTICATE, .a = mk_sasl_mech_name(mech)};
+	if (mk_sasl_has_initial(&s->sasl)) {
+		r = mk_buf_reserve(&ir, MK_LIMIT_SASL_LINE / 2, NULL);
+		if (r == 0)
+			r = mk_sasl_initial(&s->sasl, &ir);
+		cmd.ir.p = ir.data != NULL ? ir.data : (const uint8_t *)"";
+		cmd.ir.n = ir.len;
+	}
+	if (r == 0) {
+		flush(s); /* earlier commands traced normally */
+		r = s->closing ? MK_ESTATE : mk_imap_client_submit(&s->core, &cmd, tag_r);
+	}
+	mk_buf_cleanup_wipe(&ir);
+	if (r < 0) {
+		mk_sasl_cleanup(&s->sasl);
+		return r;
+	}
+	s->sasl_active = true;
+	s->auth_tag = *tag_r;
+	s->out_secret = 1;
+	flush(s);
+	return 0;
+}
+
+const char *mk_imap_session_auth_error(const struct mk_imap_session *s)
+{
+	return s->auth_error;
 }
 
 bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap)

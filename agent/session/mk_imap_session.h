@@ -13,6 +13,7 @@
 
 #include "mk_conn.h"
 #include "mk_imap.h"
+#include "mk_sasl.h"
 
 struct mk_imap_session;
 
@@ -35,6 +36,22 @@ int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *op
 			  const struct mk_imap_session_cbs *cbs, void *ud, struct mk_imap_session **s_r);
 /* Returns: 0, MK_ESTATE, MK_ETOOBIG (see mk_imap_client_submit). */
 int mk_imap_session_submit(struct mk_imap_session *s, const struct mk_imap_cmd *cmd, unsigned *tag_r);
+/* Logs in with SASL through AUTHENTICATE (SASL-IR when offered): the
+ * responses are built by mk_sasl from `user` and the secret (a password,
+ * or the access token for XOAUTH2/OAUTHBEARER; copied into wiped memory,
+ * the caller wipes its own copy), the server's challenges are answered
+ * here -- a failure challenge of XOAUTH2/OAUTHBEARER gets the answer the
+ * mechanism requires (an empty line / "AQ==") -- and the owner sees only
+ * the TAGGED result (cmd MK_IMAP_CMD_AUTHENTICATE). The response lines are
+ * never traced. host/port are OAUTHBEARER's (may be NULL/0).
+ * Returns: 0, MK_ESTATE (not now, or TLS is not active), MK_EINVAL (a user
+ * or token mk_sasl refuses), MK_ETOOBIG. */
+int mk_imap_session_authenticate(struct mk_imap_session *s, enum mk_sasl_mech mech, const char *user,
+				 const char *secret, const char *host, unsigned port, unsigned *tag_r);
+/* After a refused AUTHENTICATE: what the server's failure challenge said,
+ * in plain words ("token refused: status 401, scope ..."), or "". Valid
+ * until the next mk_imap_session_authenticate(). */
+const char *mk_imap_session_auth_error(const struct mk_imap_session *s);
 bool mk_imap_session_has_cap(const struct mk_imap_session *s, const char *cap);
 /* False after login until the capabilities were read again. */
 bool mk_imap_session_caps_known(const struct mk_imap_session *s);

@@ -17,6 +17,7 @@
 #include "mk_imap.h"
 #include "mk_imap_session.h"
 #include "mk_log.h"
+#include "mk_login.h"
 #include "mk_store.h"
 #include "mk_str.h"
 #include "mk_time.h"
@@ -113,6 +114,13 @@ struct worker {
 	struct mk_backoff backoff;
 	int64_t state_since, retry_at;
 	char last_error[200];
+	bool wants_secret;  /* waiting for get_secret to log in */
+	bool reconnect_now; /* token expired or due: reconnect without backoff */
+};
+
+/* One get_secret request in flight; outlives the engine if need be. */
+struct secret_req {
+	struct mk_sync *s; /* NULL: the engine is gone, the answer is dropped */
 };
 
 struct mk_sync {
@@ -131,6 +139,13 @@ struct mk_sync {
 	bool cancelled, finished, synced_once;
 	int last_err;
 	char last_error[400];
+	/* issue 6: the secret from get_secret */
+	struct secret_req *sreq;
+	bool secret_stale;   /* ask for a new one before the next login */
+	bool secret_force;   /* ... with force_refresh */
+	bool secret_forced;  /* the current one came from a forced refresh */
+	bool asked_forced;   /* the request in flight is forced */
+	int64_t secret_due_ms; /* mono ms at 85 % of its lifetime (0: unknown) */
 };
 
 #ifdef MK_TEST_HOOKS
@@ -151,6 +166,7 @@ static void next_job(struct worker *w);
 static void restart_cb(void *ud, bool cancelled);
 static int connect_worker(struct worker *w);
 static void fetch_more(struct worker *w);
+static bool secret_due(const struct mk_sync *s);
 
 static void folder_fail(struct worker *w, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -725,6 +741,13 @@ static void start_idle(struct worker *w)
 {
 	struct mk_sync *s = w->s;
 	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_IDLE};
+	if (s->o.get_secret != NULL && secret_due(s)) {
+		/* re-authenticate before the token expires (DESIGN.md §8): the
+		 * new session resyncs the folder from where the store is */
+		w->reconnect_now = true;
+		mk_imap_session_abort(w->sess, MK_ETIMEDOUT, "re-authenticating before the access token expires");
+		return;
+	}
 	if (mk_imap_session_submit(w->sess, &cmd, &w->tag_idle) < 0) {
 		mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send IDLE");
 		return;
@@ -733,7 +756,15 @@ static void start_idle(struct worker *w)
 	w->state_since = mk_time_wall_s();
 	mk_backoff_reset(&w->backoff); /* the connection works: next failure starts over */
 	mk_timer_cancel(&w->timer);
-	if (mk_timer_start(s->o.loop, s->o.acct->idle_refresh_s * 1000, idle_timer_cb, w, &w->timer) < 0)
+	uint64_t ms = (uint64_t)s->o.acct->idle_refresh_s * 1000;
+	if (s->o.get_secret != NULL && s->secret_due_ms != 0) {
+		/* wake up for the re-authentication (the refresh's tagged OK
+		 * comes back to start_idle, which reconnects) */
+		int64_t left = s->secret_due_ms - mk_time_mono_ms();
+		if (left >= 0 && (uint64_t)left + 50 < ms)
+			ms = (uint64_t)left + 50;
+	}
+	if (mk_timer_start(s->o.loop, (unsigned)ms, idle_timer_cb, w, &w->timer) < 0)
 		w->timer = NULL;
 }
 
@@ -889,6 +920,111 @@ static int mark_unlisted(struct unlisted_ctx *u, const struct mk_store_mailbox *
 	return 0;
 }
 
+/* ---- issue 6: the secret from get_secret, token expiry ---- */
+
+static void send_login(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	int r = mk_login_imap(w->sess, s->o.acct, s->secret, &w->tag_login);
+	if (r == MK_EINVAL && s->o.acct->auth == MK_CONFIG_AUTH_XOAUTH2)
+		mk_imap_session_abort(w->sess, MK_EAUTH, "cannot log in with XOAUTH2: the access token is malformed");
+	else if (r < 0)
+		mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send login");
+}
+
+static bool secret_due(const struct mk_sync *s)
+{
+	return s->secret_due_ms != 0 && mk_time_mono_ms() >= s->secret_due_ms;
+}
+
+static void secret_done(void *req, int err, const char *msg, const char *secret, int64_t valid_ms)
+{
+	struct secret_req *q = req;
+	struct mk_sync *s = q->s;
+	mk_free(q);
+	if (s == NULL)
+		return; /* the engine is gone */
+	s->sreq = NULL;
+	if (err == 0 && (secret == NULL || secret[0] == '\0')) {
+		err = MK_EAUTH;
+		msg = "no access token";
+	}
+	if (err == 0) {
+		explicit_bzero(s->secret, strlen(s->secret));
+		mk_free(s->secret);
+		s->secret = mk_xstrdup(secret);
+		s->secret_stale = s->secret_force = false;
+		s->secret_forced = s->asked_forced;
+		s->secret_due_ms = valid_ms > 0 ? mk_time_mono_ms() + valid_ms * 85 / 100 : 0;
+	}
+	char m[400];
+	snprintf(m, sizeof(m), "cannot get an access token: %s", msg != NULL ? msg : mk_strerror(err));
+	if (err == MK_EAUTH && !s->cancelled) {
+		/* the user must sign in again: this account stops, whole */
+		if (s->res.err == 0) {
+			s->res.err = MK_EAUTH;
+			mk_strlcpy(s->res.error, msg != NULL ? msg : m, sizeof(s->res.error));
+		}
+		mk_sync_cancel(s);
+		return;
+	}
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		if (!w->wants_secret)
+			continue;
+		w->wants_secret = false;
+		if (w->sess == NULL || w->st != W_LOGIN)
+			continue;
+		if (err != 0)
+			mk_imap_session_abort(w->sess, err == MK_ECANCELED ? MK_ECANCELED : MK_ESERVER, m);
+		else
+			send_login(w);
+	}
+}
+
+/* Logs in now, or first asks the owner for a (new) secret. */
+static void login_or_wait(struct worker *w)
+{
+	struct mk_sync *s = w->s;
+	if (s->o.get_secret == NULL || (!s->secret_stale && !secret_due(s))) {
+		send_login(w);
+		return;
+	}
+	w->wants_secret = true;
+	if (s->sreq != NULL)
+		return; /* one request for every waiting connection */
+	struct secret_req *q = mk_xcalloc(1, sizeof(*q));
+	q->s = s;
+	s->sreq = q;
+	s->asked_forced = s->secret_force || secret_due(s);
+	int r = s->o.get_secret(s->o.secret_ud, s->asked_forced, secret_done, q);
+	if (r < 0) {
+		s->sreq = NULL;
+		mk_free(q);
+		w->wants_secret = false;
+		char m[200];
+		snprintf(m, sizeof(m), "cannot get an access token: %s", mk_strerror(r));
+		mk_imap_session_abort(w->sess, MK_EAUTH, m);
+	}
+}
+
+/* Outlook ends a session whose token expired ("* BYE Session invalidated
+ * - AccessTokenExpired", then NO/BAD to everything): reconnect at once
+ * with a new token. True when the session was aborted for that. */
+static bool token_expired(struct worker *w, const char *text)
+{
+	struct mk_sync *s = w->s;
+	if (!mk_login_token_expired(text) || w->sess == NULL || w->st == W_LOGOUT)
+		return false;
+	s->secret_stale = s->secret_force = true;
+	w->reconnect_now = s->o.get_secret != NULL;
+	char msg[300];
+	snprintf(msg, sizeof(msg), "the access token expired (server: %s)%s", text,
+		 w->reconnect_now ? "; reconnecting with a new one" : "");
+	mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+	return true;
+}
+
 static void on_ready(struct mk_imap_session *sess, void *ud)
 {
 	struct worker *w = ud;
@@ -925,23 +1061,30 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		mk_imap_session_abort(w->sess, MK_ESERVER, msg);
 		return;
 	}
+	if (ev->status != MK_IMAP_OK && token_expired(w, ev->text))
+		return;
 	if (ev->tag == w->tag_capa && w->st == W_LOGIN && !w->logged_in) {
-		struct mk_imap_cmd cmd = {.a = s->o.acct->user, .b = s->secret};
-		cmd.kind = s->o.acct->auth == MK_CONFIG_AUTH_PLAIN && mk_imap_session_has_cap(w->sess, "AUTH=PLAIN")
-				   ? MK_IMAP_CMD_AUTHENTICATE_PLAIN
-				   : MK_IMAP_CMD_LOGIN;
-		if (mk_imap_session_submit(w->sess, &cmd, &w->tag_login) < 0)
-			mk_imap_session_abort(w->sess, MK_EPROTO, "cannot send login");
+		login_or_wait(w);
 		return;
 	}
 	if (ev->tag == w->tag_login) {
 		if (ev->status != MK_IMAP_OK) {
-			snprintf(msg, sizeof(msg), "login as %s failed: %s %s", s->o.acct->user,
-				 mk_imap_status_name(ev->status), ev->text);
+			mk_login_imap_failed(w->sess, s->o.acct, ev, msg, sizeof(msg));
+			if (s->o.get_secret != NULL && !s->secret_forced && !s->cancelled) {
+				/* the token may have expired or been revoked since it
+				 * was issued: once more with a new one */
+				s->secret_stale = s->secret_force = true;
+				w->reconnect_now = true;
+				mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL,
+				       "account %s: %s; retrying with a new access token", acct_name(s), msg);
+				mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+				return;
+			}
 			mk_imap_session_abort(w->sess, MK_EAUTH, msg);
 			return;
 		}
 		w->logged_in = true;
+		s->secret_forced = false; /* a later refusal may again be an expiry */
 		if (!mk_imap_session_caps_known(w->sess)) {
 			/* capabilities change at login (IDLE, MOVE...): ask again */
 			struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_CAPABILITY};
@@ -1200,6 +1343,8 @@ static void on_event(struct mk_imap_session *sess, const struct mk_imap_event *e
 		on_tagged(w, ev);
 		return;
 	case MK_IMAP_EV_BYE:
+		if (token_expired(w, ev->text))
+			return;
 		if (w->st != W_LOGOUT) {
 			char msg[300];
 			snprintf(msg, sizeof(msg), "server closed the session: BYE %s", ev->text);
@@ -1283,17 +1428,20 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 			mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: the server asks to wait %llu ms",
 			       acct_name(s), (unsigned long long)hint);
 		}
-		unsigned delay = (unsigned)mk_backoff_next_ms(&w->backoff);
+		unsigned delay = w->reconnect_now ? 0 : (unsigned)mk_backoff_next_ms(&w->backoff);
+		if (w->reconnect_now)
+			mk_backoff_reset(&w->backoff);
 		w->st = W_BACKOFF;
 		w->state_since = mk_time_wall_s();
 		w->retry_at = mk_time_wall_s() + delay / 1000;
-		mk_log(MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL, "account %s: connection %u lost (%s); reconnecting in %.1f s",
-		       acct_name(s), w->id, err ? msg : "closed", delay / 1000.0);
+		mk_log(w->reconnect_now ? MK_LOG_INFO : MK_LOG_WARN, MK_LOG_CAT_SCHED, NULL,
+		       "account %s: connection %u %s (%s); reconnecting in %.1f s", acct_name(s), w->id,
+		       w->reconnect_now ? "ended" : "lost", err ? msg : "closed", delay / 1000.0);
 		w->watch_synced = false;
 		if (mk_timer_start(s->o.loop, delay, restart_cb, w, &w->timer) == 0)
 			return; /* still counted live */
 	}
-	if (auth_failed && s->res.err == 0) {
+	if (auth_failed && s->res.err != MK_EAUTH) {
 		s->res.err = err;
 		mk_strlcpy(s->res.error, msg, sizeof(s->res.error));
 	}
@@ -1379,6 +1527,7 @@ static int connect_worker(struct worker *w)
 	w->st = W_CONNECTING;
 	w->state_since = mk_time_wall_s();
 	w->logged_in = false;
+	w->reconnect_now = false;
 	return mk_imap_session_start(s->o.loop, &so, &cbs, w, &w->sess);
 }
 
@@ -1390,6 +1539,7 @@ int mk_sync_start(const struct mk_sync_opts *opts, void (*done)(void *ud, struct
 	struct mk_sync *s = mk_xcalloc(1, sizeof(*s));
 	s->o = *opts;
 	s->secret = mk_xstrdup(opts->secret ? opts->secret : "");
+	s->secret_stale = opts->get_secret != NULL; /* asked for at the first login */
 	s->done = done;
 	s->done_ud = ud;
 	int r = mk_store_account(opts->store, opts->acct->name, !opts->verify_server, &s->account_id);
@@ -1497,6 +1647,8 @@ void mk_sync_free(struct mk_sync **sp)
 	mk_free(s->listed);
 	mk_free(s->res.folders);
 	mk_free(s->workers);
+	if (s->sreq != NULL)
+		s->sreq->s = NULL; /* its answer arrives later and is dropped */
 	if (s->secret != NULL) {
 		explicit_bzero(s->secret, strlen(s->secret));
 		mk_free(s->secret);

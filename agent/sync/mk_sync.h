@@ -46,12 +46,34 @@ struct mk_sync_result {
 	size_t n_folders;
 };
 
+/* issue 6: the answer to get_secret (below): err 0 and the secret (valid
+ * during the call; copied), how long it stays valid (ms, 0: unknown);
+ * or an error and a message in plain words. */
+typedef void mk_sync_secret_done(void *req, int err, const char *msg, const char *secret, int64_t valid_ms);
+
 struct mk_sync_opts {
 	uv_loop_t *loop;
 	const struct mk_config_account *acct;
 	struct mk_store *store;
 	struct mk_tls_ctx *tls_ctx;
-	const char *secret; /* password; copied and wiped by the engine */
+	const char *secret; /* password (or access token); copied and wiped by the engine */
+	/* Optional (auth = xoauth2 in the agent): the engine asks for the
+	 * secret before each login instead of using `secret`, reusing it while
+	 * it has more than 15 % of its lifetime left. It calls
+	 * get_secret(secret_ud, force_refresh, done, req); the owner calls
+	 * done(req, ...) exactly once, never from inside get_secret, even after
+	 * the engine is freed (the answer is then dropped); get_secret returns
+	 * 0, or <0 (no call then). force_refresh: the server refused or expired
+	 * the last token, or it is past 85 % of its lifetime. With it:
+	 *  - "* BYE ... AccessTokenExpired" (or such a NO/BAD) reconnects the
+	 *    session at once with a fresh token, resuming where it was;
+	 *  - IDLE sessions reconnect by themselves at 85 % of the lifetime;
+	 *  - a refused XOAUTH2 login is retried once with a forced refresh;
+	 *  - done with MK_EAUTH stops the engine (res.err MK_EAUTH, res.error
+	 *    the owner's message, e.g. "run `mailkeep login NAME`"); other
+	 *    errors are retried with backoff. */
+	int (*get_secret)(void *secret_ud, bool force_refresh, mk_sync_secret_done *done, void *req);
+	void *secret_ud;
 	bool trace;
 	/* compare the store with the server (UID lists, flags, sizes) and
 	 * change nothing: no fetch, no store writes */

@@ -16,6 +16,7 @@
  * aborted: nothing is stored half.
  */
 #include "mk_pop3_fetch.h"
+#include "mk_login.h"
 #include "mk_alloc.h"
 #include "mk_conn.h"
 #include "mk_err.h"
@@ -377,20 +378,13 @@ static void send_quit(struct mk_pop3_fetch *f)
 static void login(struct mk_pop3_fetch *f)
 {
 	const struct mk_config_account *a = f->o.acct;
-	struct mk_pop3_cmd cmd = {.a = a->user, .b = f->secret};
-	int r;
 	f->st = F_LOGIN;
 	f->login_sent = true;
-	if (a->auth == MK_CONFIG_AUTH_PLAIN && mk_pop3_session_has_sasl(f->sess, "PLAIN")) {
-		cmd.kind = MK_POP3_CMD_AUTH_PLAIN;
-		r = mk_pop3_session_submit(f->sess, &cmd);
-	} else {
-		cmd.kind = MK_POP3_CMD_USER;
-		r = mk_pop3_session_submit(f->sess, &cmd);
-		if (r == 0) {
-			struct mk_pop3_cmd pass = {.kind = MK_POP3_CMD_PASS, .a = f->secret};
-			r = mk_pop3_session_submit(f->sess, &pass);
-		}
+	/* XOAUTH2 in two steps (OUTLOOK.md §1.2), PLAIN, or USER/PASS */
+	int r = mk_login_pop3(f->sess, a, f->secret);
+	if (r == MK_EINVAL && a->auth == MK_CONFIG_AUTH_XOAUTH2) {
+		fail(f, MK_EAUTH, "cannot log in as %s with XOAUTH2: the access token is malformed", a->user);
+		return;
 	}
 	if (r < 0)
 		fail(f, r == MK_ESTATE ? MK_ETLS : MK_EINVAL, "cannot send the login: %s",
@@ -450,8 +444,11 @@ static void on_reply(struct mk_pop3_fetch *f, const struct mk_pop3_event *ev)
 		return;
 	case MK_POP3_CMD_PASS:
 	case MK_POP3_CMD_AUTH_PLAIN:
+	case MK_POP3_CMD_AUTH:
 		if (!ev->ok) {
-			fail(f, MK_EAUTH, "login as %s failed: -ERR %s", a->user, ev->text);
+			char msg[600];
+			mk_login_pop3_failed(a, ev, msg, sizeof(msg));
+			fail(f, MK_EAUTH, "%s", msg);
 			return;
 		}
 		f->st = F_CAPA2; /* RFC 2449: capabilities may change after login */

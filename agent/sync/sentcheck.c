@@ -4,6 +4,7 @@
  * changed on the server (EXAMINE, BODY.PEEK).
  */
 #include "mk_sentcheck.h"
+#include "mk_login.h"
 
 #include "mk_alloc.h"
 #include "mk_err.h"
@@ -107,18 +108,16 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 	const char *acc = c->o.acct->name;
 	switch (c->st) {
 	case C_CAPA: {
-		struct mk_imap_cmd cmd = {.a = c->o.acct->user, .b = c->secret};
-		cmd.kind = c->o.acct->auth == MK_CONFIG_AUTH_PLAIN && mk_imap_session_has_cap(c->sess, "AUTH=PLAIN")
-				   ? MK_IMAP_CMD_AUTHENTICATE_PLAIN
-				   : MK_IMAP_CMD_LOGIN;
 		c->st = C_LOGIN;
-		submit(c, &cmd);
+		if (mk_login_imap(c->sess, c->o.acct, c->secret, &c->tag) < 0)
+			fail(c, MK_EAUTH, "account %s: cannot send the IMAP login", acc);
 		return;
 	}
 	case C_LOGIN: {
 		if (ev->status != MK_IMAP_OK) {
-			fail(c, MK_EAUTH, "account %s: IMAP login as %s failed: %s", acc, c->o.acct->user,
-			     ev->text ? ev->text : "");
+			char msg[600];
+			mk_login_imap_failed(c->sess, c->o.acct, ev, msg, sizeof(msg));
+			fail(c, MK_EAUTH, "account %s: IMAP %s", acc, msg);
 			return;
 		}
 		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = c->folder};

@@ -61,3 +61,12 @@ if(MK_TEST_HOOKS)
            COMMAND /bin/bash ${MK_TEST_SRC}/integration/test_login.sh $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
   set_tests_properties(oauth_login PROPERTIES LABELS "integration;sim" TIMEOUT 300 ENVIRONMENT "OPENSSL=${MK_OPENSSL}")
 endif()
+# XOAUTH2 everywhere (issue 6): IMAP, POP3 and SMTP against Dovecot's oauth2
+# passdb (tokens checked at tests/sim/fake_idp.py's /introspect), 16 KiB
+# tokens, the agent across token expiries and the Outlook expiry BYE,
+# revoked sign-ins.
+if(MK_TEST_HOOKS)
+  add_test(NAME xoauth2_end_to_end
+           COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_xoauth2.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(xoauth2_end_to_end PROPERTIES LABELS "integration;sim" TIMEOUT 900)
+endif()

@@ -14,6 +14,8 @@
 #include "mk_buf.h"
 #include "mk_err.h"
 #include "mk_imap.h"
+#include "mk_limits.h"
+#include "mk_str.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,21 @@ static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_i
 			break;
 		case MK_IMAP_EV_CONTINUATION:
 			mk_buf_printf(log, "CONT %s\n", ev.text);
+			if (ev.cmd == MK_IMAP_CMD_AUTHENTICATE) {
+				/* the owner answers a SASL challenge: "cancel" is cancelled,
+				 * "{...}" (a failure JSON) gets the empty XOAUTH2 answer,
+				 * anything else is echoed back */
+				mk_buf_printf(log, "CHALLENGE tag %u '%.*s'\n", ev.tag, (int)ev.chunk.n,
+					      (const char *)ev.chunk.p);
+				int ar;
+				if (ev.chunk.n == 6 && memcmp(ev.chunk.p, "cancel", 6) == 0)
+					ar = mk_imap_client_auth_cancel(c);
+				else if (ev.chunk.n > 0 && ev.chunk.p[0] == '{')
+					ar = mk_imap_client_auth_respond(c, NULL, 0);
+				else
+					ar = mk_imap_client_auth_respond(c, ev.chunk.p, ev.chunk.n);
+				mk_buf_printf(log, "ANSWER %d again %d\n", ar, mk_imap_client_auth_respond(c, NULL, 0));
+			}
 			break;
 		case MK_IMAP_EV_TAGGED:
 			mk_buf_printf(log, "TAGGED %u %s [%s] %s\n", ev.tag, mk_imap_status_name(ev.status),
@@ -254,6 +271,102 @@ static void test_authenticate_plain(void **state)
 	       "A1 AUTHENTICATE PLAIN\r\nAHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
 }
 
+static const uint8_t xoauth2_ir[] = "user=test@contoso.onmicrosoft.com\x01"
+				     "auth=Bearer EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA\x01\x01";
+#define XOAUTH2_B64                                                                                                    \
+	"dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0NjbFJDM0V" \
+	"vQUEBAQ=="
+
+static void test_authenticate_generic(void **state)
+{
+	struct mk_imap_cmd a[] = {{.kind = MK_IMAP_CMD_AUTHENTICATE,
+				   .a = "XOAUTH2",
+				   .ir = {xoauth2_ir, sizeof(xoauth2_ir) - 1}},
+				  {.kind = MK_IMAP_CMD_NOOP}};
+	/* SASL-IR: one line (OUTLOOK.md §1.2's golden vector); nothing else
+	 * may be submitted during the exchange */
+	check3("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\r\nA1 OK AUTHENTICATE completed.\r\n", a, 2,
+	       true,
+	       "GREETING OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\nSUBMIT 0 tag 1\nSUBMIT -31010 tag 0\n"
+	       "TAGGED 1 OK [] AUTHENTICATE completed.\n",
+	       "A1 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\n");
+	/* no SASL-IR: the response waits for the bare "+" (Exchange's form) */
+	check3("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] hi\r\n+\r\nA1 OK AUTHENTICATE completed.\r\n", a, 1, true,
+	       "GREETING OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] hi\nSUBMIT 0 tag 1\n"
+	       "TAGGED 1 OK [] AUTHENTICATE completed.\n",
+	       "A1 AUTHENTICATE XOAUTH2\r\n" XOAUTH2_B64 "\r\n");
+	/* refused before "+": the held token is never sent */
+	check3("* OK [CAPABILITY IMAP4rev1] hi\r\nA1 NO [AUTHENTICATIONFAILED] no\r\n", a, 1, true,
+	       "GREETING OK [CAPABILITY IMAP4rev1] hi\nSUBMIT 0 tag 1\nTAGGED 1 NO [AUTHENTICATIONFAILED] no\n",
+	       "A1 AUTHENTICATE XOAUTH2\r\n");
+	/* Dovecot/Gmail failure: "+ <base64 JSON>", answered with an empty line */
+	check3("* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n"
+	       "+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n"
+	       "A1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+	       a, 1, true,
+	       "GREETING OK [CAPABILITY IMAP4rev1 SASL-IR] hi\nSUBMIT 0 tag 1\n"
+	       "CONT eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\n"
+	       "CHALLENGE tag 1 '{\"status\":\"401\",\"schemes\":\"bearer\"}'\nANSWER 0 again -31010\n"
+	       "TAGGED 1 NO [AUTHENTICATIONFAILED] Authentication failed.\n",
+	       "A1 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\n\r\n");
+	/* a mechanism without initial response (LOGIN), multi-step, and a
+	 * cancel ("Y2FuY2Vs" = "cancel") */
+	struct mk_imap_cmd l[] = {{.kind = MK_IMAP_CMD_AUTHENTICATE, .a = "LOGIN"}};
+	check3("* OK hi\r\n+ VXNlcm5hbWU6\r\n+ Y2FuY2Vs\r\nA1 BAD cancelled\r\n", l, 1, true,
+	       "GREETING OK [] hi\nSUBMIT 0 tag 1\nCONT VXNlcm5hbWU6\nCHALLENGE tag 1 'Username:'\n"
+	       "ANSWER 0 again -31010\nCONT Y2FuY2Vs\nCHALLENGE tag 1 'cancel'\nANSWER 0 again -31010\n"
+	       "TAGGED 1 BAD [] cancelled\n",
+	       "A1 AUTHENTICATE LOGIN\r\nVXNlcm5hbWU6\r\n*\r\n");
+	/* an empty initial response: "=" with SASL-IR */
+	struct mk_imap_cmd e[] = {{.kind = MK_IMAP_CMD_AUTHENTICATE, .a = "EXTERNAL", .ir = {(const uint8_t *)"", 0}}};
+	check3("* OK [CAPABILITY SASL-IR] hi\r\n", e, 1, true, NULL, "A1 AUTHENTICATE EXTERNAL =\r\n");
+	/* never before TLS; a malformed mechanism name is refused */
+	check3("* OK hi\r\n", a, 1, false, "GREETING OK [] hi\nSUBMIT -31010 tag 0\n", "");
+	struct mk_imap_cmd bad[] = {{.kind = MK_IMAP_CMD_AUTHENTICATE, .a = "X OAUTH2", .ir = {xoauth2_ir, 3}}};
+	check3("* OK hi\r\n", bad, 1, true, "GREETING OK [] hi\nSUBMIT -31008 tag 0\n", "");
+}
+
+/* A 16 KiB token (Microsoft's grow past 4 KiB) goes out as one line, and
+ * one over MK_LIMIT_SASL_LINE is refused. */
+static void test_authenticate_big_token(void **state)
+{
+	size_t n = 16 * 1024;
+	uint8_t *ir = mk_xmalloc(n);
+	memset(ir, 'A', n);
+	struct mk_imap_client c;
+	mk_imap_client_init(&c);
+	mk_imap_client_tls_started(&c);
+	const char *g = "* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n";
+	assert_int_equal(mk_imap_client_feed(&c, (const uint8_t *)g, strlen(g)), 0);
+	struct mk_imap_event ev;
+	assert_int_equal(mk_imap_client_next_event(&c, &ev), 1);
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_AUTHENTICATE, .a = "XOAUTH2", .ir = {ir, n}};
+	unsigned tag;
+	assert_int_equal(mk_imap_client_submit(&c, &cmd, &tag), 0);
+	struct mk_slice o = mk_imap_client_output(&c);
+	assert_int_equal(o.n, strlen("A1 AUTHENTICATE XOAUTH2 ") + MK_BASE64_ENCLEN(n) + 2);
+	mk_imap_client_output_done(&c, o.n);
+	const char *ok = "A1 OK done\r\n";
+	assert_int_equal(mk_imap_client_feed(&c, (const uint8_t *)ok, strlen(ok)), 0);
+	assert_int_equal(mk_imap_client_next_event(&c, &ev), 1);
+	assert_int_equal(ev.kind, MK_IMAP_EV_TAGGED);
+	assert_int_equal(c.state, MK_IMAP_STATE_AUTH);
+	mk_imap_client_cleanup(&c);
+	mk_imap_client_init(&c);
+	mk_imap_client_tls_started(&c);
+	assert_int_equal(mk_imap_client_feed(&c, (const uint8_t *)g, strlen(g)), 0);
+	assert_int_equal(mk_imap_client_next_event(&c, &ev), 1);
+	uint8_t *huge = mk_xmalloc(MK_LIMIT_SASL_LINE);
+	memset(huge, 'A', MK_LIMIT_SASL_LINE);
+	cmd.ir.p = huge;
+	cmd.ir.n = MK_LIMIT_SASL_LINE;
+	assert_int_equal(mk_imap_client_submit(&c, &cmd, &tag), MK_ETOOBIG);
+	assert_int_equal(mk_imap_client_output(&c).n, 0);
+	mk_imap_client_cleanup(&c);
+	mk_free(huge);
+	mk_free(ir);
+}
+
 static void test_starttls_injection(void **state)
 {
 	struct mk_imap_cmd s[] = {{.kind = MK_IMAP_CMD_STARTTLS}};
@@ -419,6 +532,8 @@ int main(void)
 		cmocka_unit_test(test_login_quoted_and_literal),
 		cmocka_unit_test(test_held_secret_dropped_on_no),
 		cmocka_unit_test(test_authenticate_plain),
+		cmocka_unit_test(test_authenticate_generic),
+		cmocka_unit_test(test_authenticate_big_token),
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_limits_and_garbage),
 		cmocka_unit_test(test_utf7),

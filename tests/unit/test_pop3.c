@@ -15,6 +15,9 @@
 #include "mk_buf.h"
 #include "mk_err.h"
 #include "mk_pop3.h"
+#include "mk_limits.h"
+#include "mk_str.h"
+#include "mk_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,8 @@ static int drain(struct mk_pop3_client *c, struct mk_buf *log, const struct mk_p
 				      ev.code ? ev.code : "", ev.text);
 			if (ev.cmd == MK_POP3_CMD_STAT && ev.ok)
 				mk_buf_printf(log, " (%u/%llu)", ev.msg, (unsigned long long)ev.size);
+			if (ev.challenge != NULL)
+				mk_buf_printf(log, " challenge '%s'", ev.challenge);
 			mk_buf_printf(log, "\n");
 			if (ev.ok && (ev.cmd == MK_POP3_CMD_PASS || ev.cmd == MK_POP3_CMD_AUTH_PLAIN))
 				for (size_t i = 0; i < g_nafter; i++)
@@ -393,9 +398,83 @@ static void test_auth_plain_two_steps(void **state)
 	/* a second "+" gets "*" (cancel), and a refusal before "+" never
 	 * sends the secret */
 	check3("+OK hi\r\n+ \r\n+ more?\r\n-ERR failed\r\n", cmds, 1, true,
-	       "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [] failed\n", "AUTH PLAIN\r\nAHUAcHc=\r\n*\r\n");
+	       "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [] failed challenge 'more?'\n", "AUTH PLAIN\r\nAHUAcHc=\r\n*\r\n");
 	check3("+OK hi\r\n-ERR no AUTH\r\n", cmds, 1, true, "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [] no AUTH\n",
 	       "AUTH PLAIN\r\n");
+}
+
+static const uint8_t xo_ir[] = "user=test@contoso.onmicrosoft.com\x01"
+			       "auth=Bearer EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA\x01\x01";
+#define XO_B64                                                                                                         \
+	"dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0NjbFJDM0V" \
+	"vQUEBAQ=="
+
+static void test_auth_xoauth2(void **state)
+{
+	(void)state;
+	struct mk_pop3_cmd cmds[] = {{.kind = MK_POP3_CMD_AUTH, .a = "XOAUTH2", .ir = {xo_ir, sizeof(xo_ir) - 1}},
+				     {.kind = MK_POP3_CMD_QUIT}};
+	/* OUTLOOK.md §1.2: two lines, Microsoft's golden vector */
+	check3("+OK hi\r\n+\r\n+OK User successfully authenticated.\r\n+OK bye\r\n", cmds, 2, true,
+	       "GREETING +OK hi\nSUBMIT AUTH 0\nSUBMIT QUIT 0\nREPLY AUTH +OK [] User successfully authenticated.\n"
+	       "REPLY QUIT +OK [] bye\n",
+	       "AUTH XOAUTH2\r\n" XO_B64 "\r\nQUIT\r\n");
+	/* Dovecot's failure: "+ <base64 JSON>" gets an empty line; the JSON
+	 * comes with the -ERR */
+	check3("+OK hi\r\n+ \r\n+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n-ERR [AUTH] Authentication failed.\r\n",
+	       cmds, 1, true,
+	       "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [AUTH] Authentication failed. challenge "
+	       "'{\"status\":\"401\",\"schemes\":\"bearer\"}'\n",
+	       "AUTH XOAUTH2\r\n" XO_B64 "\r\n\r\n");
+	/* OAUTHBEARER answers a failure with %x01 */
+	struct mk_pop3_cmd ob[] = {{.kind = MK_POP3_CMD_AUTH, .a = "OAUTHBEARER", .ir = {(const uint8_t *)"n,,", 3}}};
+	check3("+OK hi\r\n+ \r\n+ e30=\r\n-ERR no\r\n", ob, 1, true,
+	       "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [] no challenge '{}'\n", "AUTH OAUTHBEARER\r\nbiws\r\nAQ==\r\n");
+	/* refused before "+": the token never goes out; never in clear;
+	 * malformed mechanism */
+	check3("+OK hi\r\n-ERR Protocol error. Connection is closed. 10\r\n", cmds, 1, true,
+	       "GREETING +OK hi\nSUBMIT AUTH 0\nREPLY AUTH -ERR [] Protocol error. Connection is closed. 10\n",
+	       "AUTH XOAUTH2\r\n");
+	check3("+OK hi\r\n", cmds, 1, false, "GREETING +OK hi\nSUBMIT AUTH -31010\n", "");
+	struct mk_pop3_cmd bad[] = {{.kind = MK_POP3_CMD_AUTH, .a = "X OAUTH2", .ir = {xo_ir, 3}}};
+	check3("+OK hi\r\n", bad, 1, true, "GREETING +OK hi\nSUBMIT AUTH -31008\n", "");
+}
+
+/* A 16 KiB token: one response line far over the 255-octet command limit;
+ * over MK_LIMIT_SASL_LINE is refused. */
+static void test_auth_big_token(void **state)
+{
+	(void)state;
+	size_t n = 16 * 1024;
+	uint8_t *ir = mk_xmalloc(MK_LIMIT_SASL_LINE);
+	memset(ir, 'x', MK_LIMIT_SASL_LINE);
+	struct mk_pop3_client c;
+	mk_pop3_client_init(&c);
+	mk_pop3_client_tls_started(&c);
+	const char *in = "+OK hi\r\n";
+	struct mk_pop3_event ev;
+	assert_int_equal(mk_pop3_client_feed(&c, (const uint8_t *)in, strlen(in)), 0);
+	assert_int_equal(mk_pop3_client_next_event(&c, &ev), 1);
+	struct mk_pop3_cmd cmd = {.kind = MK_POP3_CMD_AUTH, .a = "XOAUTH2", .ir = {ir, MK_LIMIT_SASL_LINE}};
+	assert_int_equal(mk_pop3_client_submit(&c, &cmd), MK_ETOOBIG);
+	cmd.ir.n = n;
+	assert_int_equal(mk_pop3_client_submit(&c, &cmd), 0);
+	struct mk_slice o = mk_pop3_client_output(&c);
+	assert_int_equal(o.n, 14);
+	mk_pop3_client_output_done(&c, o.n);
+	in = "+ \r\n";
+	assert_int_equal(mk_pop3_client_feed(&c, (const uint8_t *)in, strlen(in)), 0);
+	assert_int_equal(mk_pop3_client_next_event(&c, &ev), 0);
+	o = mk_pop3_client_output(&c);
+	assert_int_equal(o.n, MK_BASE64_ENCLEN(n) + 2);
+	mk_pop3_client_output_done(&c, o.n);
+	in = "+OK in\r\n";
+	assert_int_equal(mk_pop3_client_feed(&c, (const uint8_t *)in, strlen(in)), 0);
+	assert_int_equal(mk_pop3_client_next_event(&c, &ev), 1);
+	assert_true(ev.ok);
+	assert_int_equal(c.state, MK_POP3_STATE_TRANSACTION);
+	mk_pop3_client_cleanup(&c);
+	mk_free(ir);
 }
 
 static void test_pipelining_and_limits(void **state)
@@ -487,6 +566,8 @@ int main(void)
 		cmocka_unit_test(test_no_credentials_in_clear),
 		cmocka_unit_test(test_stls_injection),
 		cmocka_unit_test(test_auth_plain_two_steps),
+		cmocka_unit_test(test_auth_xoauth2),
+		cmocka_unit_test(test_auth_big_token),
 		cmocka_unit_test(test_pipelining_and_limits),
 		cmocka_unit_test(test_bad_uidl),
 	};

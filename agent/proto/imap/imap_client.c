@@ -2,7 +2,8 @@
 /*
  * imap_client.c - the IMAP client core: framing, status responses, tags,
  * capabilities, and the commands needed so far (CAPABILITY, STARTTLS,
- * LOGIN, AUTHENTICATE PLAIN, LIST, NOOP, LOGOUT).
+ * LOGIN, AUTHENTICATE PLAIN, generic AUTHENTICATE (XOAUTH2...), LIST,
+ * NOOP, LOGOUT).
  *
  * Security rules enforced here, not left to callers:
  *  - credentials (LOGIN, AUTHENTICATE) are refused until the owner has
@@ -36,6 +37,7 @@ void mk_imap_client_init(struct mk_imap_client *c)
 	mk_buf_init(&c->in, IN_MAX);
 	mk_buf_init(&c->out, 1024 * 1024);
 	mk_buf_init(&c->ev_text, MK_LIMIT_IMAP_LINE * 2);
+	mk_buf_init(&c->sasl_dec, MK_LIMIT_SASL_LINE);
 	mk_imap_args_init(&c->args);
 	c->next_tag = 1;
 	mk_caps_init(&c->caps, MK_IMAP_MAX_CAPS);
@@ -46,6 +48,7 @@ void mk_imap_client_cleanup(struct mk_imap_client *c)
 	mk_buf_cleanup(&c->in);
 	mk_buf_cleanup_wipe(&c->out);
 	mk_buf_cleanup(&c->ev_text);
+	mk_buf_cleanup_wipe(&c->sasl_dec);
 	mk_imap_args_cleanup(&c->args);
 	mk_caps_clear(&c->caps);
 	MK_FREE(&c->list_raw);
@@ -428,6 +431,10 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 		c->held_tag = 0;
 		c->held_sasl = false;
 	}
+	if (c->auth_tag == tag) {
+		c->auth_tag = 0;
+		c->auth_cont = false;
+	}
 	bool capped = code_caps(c, ev->code);
 	if (st == MK_IMAP_OK) {
 		switch (ev->cmd) {
@@ -437,6 +444,7 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 			return 1;
 		case MK_IMAP_CMD_LOGIN:
 		case MK_IMAP_CMD_AUTHENTICATE_PLAIN:
+		case MK_IMAP_CMD_AUTHENTICATE:
 			c->state = MK_IMAP_STATE_AUTH;
 			if (!capped)
 				mk_caps_clear(&c->caps); /* ask again: they change after login */
@@ -780,6 +788,29 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 			}
 			ev_r->kind = MK_IMAP_EV_CONTINUATION;
 			ev_r->text = copy_text(c, p + (line_end > 1 ? 2 : 1), line_end > 1 ? line_end - 2 : 0);
+			if (c->auth_tag != 0) {
+				/* a SASL challenge: the owner answers it (or cancels) */
+				if (c->auth_cont)
+					return fail(c, MK_EPROTO, "server sent a second SASL challenge before the answer "
+								  "to the first");
+				ev_r->tag = c->auth_tag;
+				ev_r->cmd = MK_IMAP_CMD_AUTHENTICATE;
+				c->auth_cont = true;
+				size_t tl = strlen(ev_r->text);
+				mk_buf_reset(&c->sasl_dec);
+				uint8_t *dst;
+				if (mk_buf_reserve(&c->sasl_dec, tl + 1, &dst) < 0)
+					return fail(c, MK_ETOOBIG, "SASL challenge longer than %d bytes", MK_LIMIT_SASL_LINE);
+				long dl = mk_base64_decode(ev_r->text, tl, dst, tl + 1);
+				if (dl < 0) {
+					/* not base64 (a server's plain text): hand it over as is */
+					memcpy(dst, ev_r->text, tl);
+					dl = (long)tl;
+				}
+				mk_buf_commit(&c->sasl_dec, (size_t)dl);
+				ev_r->chunk.p = c->sasl_dec.data;
+				ev_r->chunk.n = c->sasl_dec.len;
+			}
 			r = 1;
 		} else if (line_end >= 2 && p[0] == '*' && p[1] == ' ') {
 			r = handle_untagged(c, p + 2, line_end - 2, ev_r);
@@ -847,12 +878,16 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		return MK_ESTATE;
 	if (c->n_pending >= MK_IMAP_MAX_PENDING)
 		return MK_ETOOBIG;
-	bool secret = cmd->kind == MK_IMAP_CMD_LOGIN || cmd->kind == MK_IMAP_CMD_AUTHENTICATE_PLAIN;
+	bool secret = cmd->kind == MK_IMAP_CMD_LOGIN || cmd->kind == MK_IMAP_CMD_AUTHENTICATE_PLAIN ||
+		      cmd->kind == MK_IMAP_CMD_AUTHENTICATE;
 	if (secret) {
 		/* Never send credentials in clear, whatever the server allows. */
-		if (!c->tls_active || c->state != MK_IMAP_STATE_NOT_AUTH || cmd->a == NULL || cmd->b == NULL)
+		if (!c->tls_active || c->state != MK_IMAP_STATE_NOT_AUTH || cmd->a == NULL ||
+		    (cmd->b == NULL && cmd->kind != MK_IMAP_CMD_AUTHENTICATE))
 			return MK_ESTATE;
 	}
+	if (c->auth_tag != 0)
+		return MK_ESTATE; /* RFC 3501 §6.2.2: nothing else during a SASL exchange */
 	if (cmd->kind == MK_IMAP_CMD_STARTTLS && (c->tls_active || c->state != MK_IMAP_STATE_NOT_AUTH))
 		return MK_ESTATE;
 	if (c->held_tag != 0)
@@ -917,6 +952,51 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		}
 		break;
 	}
+	case MK_IMAP_CMD_AUTHENTICATE: {
+		/* the mechanism is an atom: RFC 4422 §3.1 names */
+		size_t ml = strlen(cmd->a);
+		bool ok = ml >= 1 && ml <= 20;
+		for (size_t i = 0; ok && i < ml; i++)
+			ok = (cmd->a[i] >= 'A' && cmd->a[i] <= 'Z') || (cmd->a[i] >= 'a' && cmd->a[i] <= 'z') ||
+			     (cmd->a[i] >= '0' && cmd->a[i] <= '9') || cmd->a[i] == '-' || cmd->a[i] == '_';
+		if (!ok) {
+			r = MK_EINVAL;
+			break;
+		}
+		bool has_ir = cmd->ir.p != NULL;
+		size_t b64len = has_ir ? MK_BASE64_ENCLEN(cmd->ir.n) : 0;
+		if (b64len + 2 > MK_LIMIT_SASL_LINE) {
+			r = MK_ETOOBIG;
+			break;
+		}
+		bool ir = has_ir && mk_imap_client_has_cap(c, "SASL-IR");
+		/* sized once before the secret goes in: no realloc leaves a copy */
+		r = r ? r : mk_buf_reserve(&c->out, 48 + ml + b64len + 4, NULL) < 0 ? MK_ETOOBIG : 0;
+		r = r ? r : mk_buf_printf(&c->out, "AUTHENTICATE %s", cmd->a) < 0 ? MK_ETOOBIG : 0;
+		if (r == 0 && has_ir) {
+			uint8_t *dst;
+			(void)mk_buf_append_str(&c->out, ir ? " " : "\r\n");
+			if (mk_buf_reserve(&c->out, b64len + 3, &dst) < 0) {
+				r = MK_ETOOBIG;
+				break;
+			}
+			if (b64len == 0) {
+				/* RFC 4959: an empty initial response is "=" on the command
+				 * line, an empty line after "+" */
+				if (ir)
+					dst[b64len++] = '=';
+			} else {
+				mk_base64_encode(cmd->ir.p, cmd->ir.n, (char *)dst, b64len + 1);
+			}
+			mk_buf_commit(&c->out, b64len);
+		}
+		r = r ? r : mk_buf_append_str(&c->out, "\r\n") < 0 ? MK_ETOOBIG : 0;
+		if (has_ir && !ir) {
+			sync = true;
+			c->held_sasl = true;
+		}
+		break;
+	}
 	case MK_IMAP_CMD_EXAMINE:
 	case MK_IMAP_CMD_SELECT: {
 		char *enc = NULL;
@@ -971,8 +1051,46 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		c->idling = false;
 		c->idle_done_sent = false;
 	}
+	if (cmd->kind == MK_IMAP_CMD_AUTHENTICATE) {
+		c->auth_tag = tag;
+		c->auth_cont = false;
+	}
 	*tag_r = tag;
 	return 0;
+}
+
+/* Queues one answer line to the pending challenge: ready at once. */
+static int auth_line(struct mk_imap_client *c, const uint8_t *p, size_t n, bool cancel)
+{
+	if (c->auth_tag == 0 || !c->auth_cont || c->state == MK_IMAP_STATE_FAILED)
+		return MK_ESTATE;
+	size_t b64len = cancel ? 1 : MK_BASE64_ENCLEN(n);
+	if (b64len + 2 > MK_LIMIT_SASL_LINE)
+		return MK_ETOOBIG;
+	uint8_t *dst;
+	if (mk_buf_reserve(&c->out, b64len + 3, &dst) < 0)
+		return MK_ETOOBIG;
+	if (cancel)
+		dst[0] = '*';
+	else if (n > 0)
+		mk_base64_encode(p, n, (char *)dst, b64len + 1);
+	memcpy(dst + b64len, "\r\n", 2);
+	mk_buf_commit(&c->out, b64len + 2);
+	c->auth_cont = false;
+	/* nothing else may be held during a SASL exchange: send it now */
+	if (c->held_tag == 0 || c->held_tag == c->auth_tag)
+		c->out_ready = c->out.len;
+	return 0;
+}
+
+int mk_imap_client_auth_respond(struct mk_imap_client *c, const uint8_t *p, size_t n)
+{
+	return auth_line(c, p, n, false);
+}
+
+int mk_imap_client_auth_cancel(struct mk_imap_client *c)
+{
+	return auth_line(c, NULL, 0, true);
 }
 
 void mk_imap_client_idle_done(struct mk_imap_client *c)

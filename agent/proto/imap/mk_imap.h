@@ -106,6 +106,14 @@ enum mk_imap_cmd_kind {
 	MK_IMAP_CMD_SELECT,    /* a: mailbox name in UTF-8 */
 	MK_IMAP_CMD_UID_FETCH, /* a: sequence set ("1:*", "5,7:9"), b: items ("(UID FLAGS)") */
 	MK_IMAP_CMD_IDLE,      /* RFC 2177; ended by mk_imap_client_idle_done() or by the next command */
+	/* RFC 3501 §6.2.2 generic SASL: a = mechanism name ("XOAUTH2"), ir = the
+	 * raw initial response (ir.p NULL: none; ir.n 0: an empty one), base64'd
+	 * here, sent with the command when the server offers SASL-IR (RFC 4959),
+	 * else after the first "+". Further "+" challenges come out as
+	 * CONTINUATION events (tag, cmd = AUTHENTICATE, chunk = the decoded
+	 * challenge); answer each with mk_imap_client_auth_respond() or
+	 * mk_imap_client_auth_cancel(). */
+	MK_IMAP_CMD_AUTHENTICATE,
 };
 
 /* System flags, same bits as the store's (storage/mk_store.h). */
@@ -134,8 +142,9 @@ struct mk_imap_fetch {
 
 struct mk_imap_cmd {
 	enum mk_imap_cmd_kind kind;
-	const char *a; /* user / reference */
+	const char *a; /* user / reference / SASL mechanism */
 	const char *b; /* password / pattern */
+	struct mk_slice ir; /* AUTHENTICATE: raw initial response (secret: copied, the caller wipes its own) */
 };
 
 struct mk_imap_list {
@@ -161,7 +170,8 @@ struct mk_imap_event {
 	/* FETCH / BODY_BEGIN / BODY_CHUNK */
 	struct mk_imap_fetch fetch;
 	uint64_t body_size;
-	struct mk_slice chunk;
+	struct mk_slice chunk; /* BODY_CHUNK; CONTINUATION of AUTHENTICATE: the decoded
+				* challenge (the raw text when it is not base64) */
 };
 
 enum mk_imap_state {
@@ -196,6 +206,9 @@ struct mk_imap_client {
 	bool tls_active; /* set by the owner after TLS is up */
 	unsigned held_tag; /* command whose output waits for "+" (0: none) */
 	bool held_sasl;    /* ... a SASL response (one line per "+") */
+	unsigned auth_tag; /* AUTHENTICATE in progress (0: none) */
+	bool auth_cont;    /* ... a "+" of it awaits mk_imap_client_auth_respond/_cancel */
+	struct mk_buf sasl_dec; /* decoded challenge of the last CONTINUATION */
 	size_t consume_next; /* bytes of `in` the last event used */
 	unsigned idle_tag;   /* IDLE in progress (0: none) */
 	bool idling;         /* the server accepted it ("+") */
@@ -231,6 +244,16 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 struct mk_slice mk_imap_client_output(const struct mk_imap_client *c);
 /* `n` bytes were handed to the transport; they are wiped from memory. */
 void mk_imap_client_output_done(struct mk_imap_client *c, size_t n);
+
+/* Answers the pending "+" challenge of an AUTHENTICATE with the raw
+ * response p[0..n) (base64'd here; n 0 sends an empty line, as XOAUTH2
+ * wants after a failure challenge). The line is wiped once sent and hidden
+ * from traces by the owner. Returns: 0, MK_ESTATE (no challenge pending),
+ * MK_ETOOBIG (over MK_LIMIT_SASL_LINE once encoded). */
+int mk_imap_client_auth_respond(struct mk_imap_client *c, const uint8_t *p, size_t n);
+/* Cancels the exchange ("*", RFC 3501): the server answers BAD/NO.
+ * Returns: 0, MK_ESTATE (no challenge pending). */
+int mk_imap_client_auth_cancel(struct mk_imap_client *c);
 
 /* Ends IDLE: queues "DONE" once (the tagged OK of IDLE follows). A
  * command submitted during IDLE sends DONE first by itself. No-op when

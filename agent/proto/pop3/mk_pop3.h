@@ -20,8 +20,11 @@
  *
  * AUTH is a generic SASL exchange held inside the core: "AUTH <mech>", then
  * one response line per "+" continuation (mk_pop3_client_submit builds the
- * response). PLAIN is implemented; XOAUTH2 (two steps, OUTLOOK.md §1.2) only
- * needs its own response builder and mechanism name.
+ * response). AUTH_PLAIN builds its own response; the generic AUTH takes a
+ * mechanism name and the raw response built by the owner (mk_sasl), always
+ * in two steps -- Outlook refuses a one-line AUTH XOAUTH2 (OUTLOOK.md
+ * §1.2) -- and up to MK_LIMIT_SASL_LINE long (RFC 2449's 255-octet command
+ * limit does not apply to SASL responses; Microsoft tokens pass 4 KiB).
  */
 #ifndef MK_POP3_H
 #define MK_POP3_H
@@ -62,6 +65,12 @@ enum mk_pop3_cmd_kind {
 	MK_POP3_CMD_RSET,
 	MK_POP3_CMD_NOOP,
 	MK_POP3_CMD_QUIT,
+	/* a: SASL mechanism ("XOAUTH2"), ir: the raw response (secret: copied
+	 * and base64'd here, the caller wipes its own). "AUTH <a>", then the
+	 * response after "+". A further "+" is a failure challenge: XOAUTH2 gets
+	 * an empty line, OAUTHBEARER "AQ==", others "*"; the decoded challenge
+	 * comes with the -ERR as ev->challenge. */
+	MK_POP3_CMD_AUTH,
 };
 
 struct mk_pop3_cmd {
@@ -70,6 +79,7 @@ struct mk_pop3_cmd {
 	const char *b;
 	uint32_t msg;
 	uint32_t lines;
+	struct mk_slice ir; /* MK_POP3_CMD_AUTH */
 };
 
 enum mk_pop3_event_kind {
@@ -94,6 +104,8 @@ struct mk_pop3_event {
 	uint64_t size;         /* LIST: octets; STAT: total octets */
 	const char *uidl;      /* UIDL */
 	struct mk_slice chunk; /* BODY_CHUNK */
+	const char *challenge; /* REPLY to AUTH: the decoded failure challenge
+				* (JSON for XOAUTH2) the server sent, or NULL */
 };
 
 enum mk_pop3_state {
@@ -127,7 +139,9 @@ struct mk_pop3_client {
 	/* multi-line response in progress for pending[0] */
 	bool in_multi;
 	bool bol;      /* body streaming: at the beginning of a line */
-	bool sasl_sent; /* AUTH: the response went out; a second "+" gets "*" */
+	bool sasl_sent; /* AUTH: the response went out; a second "+" is a failure challenge */
+	char sasl_fail_answer[8]; /* AUTH: the answer to that challenge ("*\r\n", "\r\n") */
+	struct mk_buf challenge;  /* AUTH: the decoded failure challenge (NUL-terminated) */
 	struct mk_caps caps; /* CAPA lines, at most MK_POP3_MAX_CAPS */
 	bool tls_active;
 	char uidl[MK_POP3_UIDL_MAX + 1];

@@ -41,6 +41,7 @@ void mk_pop3_client_init(struct mk_pop3_client *c)
 	mk_buf_init(&c->out, MK_POP3_OUT_MAX + MK_LIMIT_SASL_LINE);
 	mk_buf_init(&c->queued, MK_POP3_OUT_MAX);
 	mk_buf_init(&c->sasl, MK_LIMIT_SASL_LINE);
+	mk_buf_init(&c->challenge, MK_POP3_LINE_MAX);
 	mk_buf_init(&c->ev_text, MK_POP3_LINE_MAX * 2 + 64);
 	mk_caps_init(&c->caps, MK_POP3_MAX_CAPS);
 }
@@ -51,6 +52,7 @@ void mk_pop3_client_cleanup(struct mk_pop3_client *c)
 	mk_buf_cleanup_wipe(&c->out);
 	mk_buf_cleanup_wipe(&c->queued);
 	mk_buf_cleanup_wipe(&c->sasl);
+	mk_buf_cleanup(&c->challenge);
 	mk_buf_cleanup(&c->ev_text);
 	mk_caps_clear(&c->caps);
 }
@@ -75,7 +77,7 @@ const char *mk_pop3_client_error(const struct mk_pop3_client *c)
 const char *mk_pop3_cmd_name(enum mk_pop3_cmd_kind kind)
 {
 	static const char *const names[] = {"CAPA", "STLS", "USER", "PASS", "AUTH", "STAT", "UIDL",
-					    "LIST", "RETR", "TOP",  "DELE", "RSET", "NOOP", "QUIT"};
+					    "LIST", "RETR", "TOP",  "DELE", "RSET", "NOOP", "QUIT", "AUTH"};
 	return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
 }
 
@@ -217,6 +219,7 @@ int mk_pop3_client_submit(struct mk_pop3_client *c, const struct mk_pop3_cmd *cm
 	case MK_POP3_CMD_USER:
 	case MK_POP3_CMD_PASS:
 	case MK_POP3_CMD_AUTH_PLAIN:
+	case MK_POP3_CMD_AUTH:
 		/* Never send credentials in clear, whatever the server allows. */
 		if (!c->tls_active || !auth_state)
 			return MK_ESTATE;
@@ -302,12 +305,51 @@ int mk_pop3_client_submit(struct mk_pop3_client *c, const struct mk_pop3_cmd *cm
 		c->sasl_sent = false;
 		if (r == 0)
 			r = mk_buf_append_str(&c->queued, "AUTH PLAIN\r\n");
+		memcpy(c->sasl_fail_answer, "*\r\n", 4);
+		mk_buf_reset(&c->challenge);
+		break;
+	}
+	case MK_POP3_CMD_AUTH: {
+		if (c->sasl.len > 0)
+			return MK_ESTATE;
+		/* the mechanism is an atom (RFC 4422 §3.1 names) */
+		size_t ml = cmd->a != NULL ? strlen(cmd->a) : 0;
+		bool ok = ml >= 1 && ml <= 20 && cmd->ir.p != NULL;
+		for (size_t i = 0; ok && i < ml; i++)
+			ok = (cmd->a[i] >= 'A' && cmd->a[i] <= 'Z') || (cmd->a[i] >= 'a' && cmd->a[i] <= 'z') ||
+			     (cmd->a[i] >= '0' && cmd->a[i] <= '9') || cmd->a[i] == '-' || cmd->a[i] == '_';
+		if (!ok)
+			return MK_EINVAL;
+		size_t b64len = MK_BASE64_ENCLEN(cmd->ir.n);
+		if (b64len + 3 > MK_LIMIT_SASL_LINE)
+			return MK_ETOOBIG;
+		uint8_t *dst;
+		/* sized once before the secret goes in: no realloc leaves a copy */
+		r = mk_buf_reserve(&c->sasl, b64len + 3, &dst);
+		if (r == 0) {
+			if (cmd->ir.n == 0)
+				dst[0] = '\0';
+			else
+				mk_base64_encode(cmd->ir.p, cmd->ir.n, (char *)dst, b64len + 1);
+			memcpy(dst + b64len, "\r\n", 2);
+			mk_buf_commit(&c->sasl, b64len + 2);
+			r = mk_buf_printf(&c->queued, "AUTH %s\r\n", cmd->a);
+		}
+		c->sasl_sent = false;
+		/* what a failure challenge gets (OUTLOOK.md §1.2, RFC 7628 §3.2.3) */
+		if (strcasecmp(cmd->a, "XOAUTH2") == 0)
+			memcpy(c->sasl_fail_answer, "\r\n", 3);
+		else if (strcasecmp(cmd->a, "OAUTHBEARER") == 0)
+			memcpy(c->sasl_fail_answer, "AQ==\r\n", 7);
+		else
+			memcpy(c->sasl_fail_answer, "*\r\n", 4);
+		mk_buf_reset(&c->challenge);
 		break;
 	}
 	}
 	if (r < 0) {
 		mk_buf_truncate(&c->queued, start, true);
-		if (cmd->kind == MK_POP3_CMD_AUTH_PLAIN)
+		if (cmd->kind == MK_POP3_CMD_AUTH_PLAIN || cmd->kind == MK_POP3_CMD_AUTH)
 			mk_buf_truncate(&c->sasl, 0, true);
 		return MK_ETOOBIG;
 	}
@@ -514,15 +556,34 @@ static int handle_reply(struct mk_pop3_client *c, const uint8_t *p, size_t n, st
 		return fail(c, MK_EPROTO, "unexpected response from the server (no command pending): %s", sh);
 	}
 	struct mk_pop3_pending *pd = &c->pending[0];
-	if (pd->kind == MK_POP3_CMD_AUTH_PLAIN && n >= 1 && p[0] == '+' && (n == 1 || p[1] == ' ')) {
-		/* SASL continuation: the response once, then "*" (cancel) for
-		 * any further challenge (RFC 5034 §4). No event. */
+	bool auth = pd->kind == MK_POP3_CMD_AUTH_PLAIN || pd->kind == MK_POP3_CMD_AUTH;
+	if (auth && n >= 1 && p[0] == '+' && (n == 1 || p[1] == ' ')) {
+		/* SASL continuation: the response once; any further challenge is
+		 * a failure (the mechanisms here have one step): answered as the
+		 * mechanism requires, or "*" (cancel, RFC 5034 §4). No event. */
 		if (!c->sasl_sent) {
 			(void)mk_buf_append(&c->out, c->sasl.data, c->sasl.len);
 			mk_buf_truncate(&c->sasl, 0, true);
 			c->sasl_sent = true;
 		} else {
-			(void)mk_buf_append(&c->out, "*\r\n", 3);
+			(void)mk_buf_append_str(&c->out, c->sasl_fail_answer);
+			/* keep what the server said (decoded) for the -ERR */
+			const char *t = (const char *)p + (n > 1 ? 2 : 1);
+			size_t tn = n > 1 ? n - 2 : 0;
+			mk_buf_reset(&c->challenge);
+			uint8_t *dst;
+			if (tn > 0 && mk_buf_reserve(&c->challenge, tn + 1, &dst) == 0) {
+				long dl = mk_base64_decode(t, tn, dst, tn + 1);
+				if (dl < 0) {
+					memcpy(dst, t, tn);
+					dl = (long)tn;
+				}
+				for (long i = 0; i < dl; i++)
+					if (dst[i] < 0x20 || dst[i] == 0x7f)
+						dst[i] = ' '; /* shown in messages: no control bytes */
+				dst[dl] = '\0';
+				mk_buf_commit(&c->challenge, (size_t)dl + 1);
+			}
 		}
 		return 0;
 	}
@@ -554,6 +615,7 @@ static int handle_reply(struct mk_pop3_client *c, const uint8_t *p, size_t n, st
 			break;
 		case MK_POP3_CMD_PASS:
 		case MK_POP3_CMD_AUTH_PLAIN:
+		case MK_POP3_CMD_AUTH:
 			c->state = MK_POP3_STATE_TRANSACTION;
 			mk_caps_clear(&c->caps); /* RFC 2449: they may change after login */
 			break;
@@ -572,9 +634,11 @@ static int handle_reply(struct mk_pop3_client *c, const uint8_t *p, size_t n, st
 			break;
 		}
 	}
-	if (pd->kind == MK_POP3_CMD_AUTH_PLAIN) {
+	if (auth) {
 		mk_buf_truncate(&c->sasl, 0, true); /* refused before "+": drop the secret */
 		c->sasl_sent = false;
+		if (c->challenge.len > 0)
+			ev->challenge = (const char *)c->challenge.data;
 	}
 	if (ev->ok && has_multi(pd)) {
 		c->in_multi = true;

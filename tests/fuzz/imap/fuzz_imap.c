@@ -4,6 +4,9 @@
  * lexer, status responses, LIST, continuation handling. The first byte
  * picks the split size, so split-dependent bugs are reachable; a few
  * commands (including a held LOGIN literal) are submitted once greeted.
+ * With the first byte's top bit set, the login is a generic AUTHENTICATE
+ * XOAUTH2 instead, whose challenges are answered (empty line) or, with
+ * bit 6, cancelled.
  */
 #include "mk_alloc.h"
 #include "mk_imap.h"
@@ -18,6 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	size_t chunk = (size_t)(data[0] % 64) + 1;
+	bool sasl = (data[0] & 0x80) != 0, cancel = (data[0] & 0x40) != 0;
+	static const uint8_t ir[] = "user=u@example.com\x01auth=Bearer abc.def\x01\x01";
 	data++;
 	size--;
 	struct mk_imap_client c;
@@ -45,6 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					}
 				}
 			}
+			if (ev.kind == MK_IMAP_EV_CONTINUATION && ev.cmd == MK_IMAP_CMD_AUTHENTICATE) {
+				if (ev.chunk.n > 0)
+					(void)ev.chunk.p[ev.chunk.n - 1];
+				(void)(cancel ? mk_imap_client_auth_cancel(&c) : mk_imap_client_auth_respond(&c, NULL, 0));
+			}
 			if (!submitted && c.state == MK_IMAP_STATE_NOT_AUTH) {
 				unsigned tag;
 				struct mk_imap_cmd cmds[] = {
@@ -52,6 +62,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					{.kind = MK_IMAP_CMD_LOGIN, .a = "user", .b = "p\xc3\xa4ss"},
 					{.kind = MK_IMAP_CMD_LIST, .a = "", .b = "*"},
 				};
+				if (sasl) {
+					cmds[1].kind = MK_IMAP_CMD_AUTHENTICATE;
+					cmds[1].a = "XOAUTH2";
+					cmds[1].ir.p = ir;
+					cmds[1].ir.n = sizeof(ir) - 1;
+				}
 				for (size_t i = 0; i < 3; i++)
 					(void)mk_imap_client_submit(&c, &cmds[i], &tag);
 				submitted = true;

@@ -19,6 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	size_t chunk = (size_t)(data[0] % 64) + 1;
 	bool plain = data[0] & 0x80;
+	bool xoauth2 = plain && (data[0] & 0x40); /* generic AUTH XOAUTH2 instead of AUTH PLAIN */
+	static const uint8_t ir[] = "user=u@example.com\x01auth=Bearer abc.def\x01\x01";
 	data++;
 	size--;
 	struct mk_pop3_client c;
@@ -35,6 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while ((r = mk_pop3_client_next_event(&c, &ev)) == 1) {
 			if (ev.kind == MK_POP3_EV_REPLY || ev.kind == MK_POP3_EV_GREETING)
 				(void)strlen(ev.text);
+			if (ev.kind == MK_POP3_EV_REPLY && ev.challenge != NULL)
+				(void)strlen(ev.challenge);
 			if (ev.kind == MK_POP3_EV_UIDL)
 				(void)strlen(ev.uidl);
 			if (!greeted && c.state == MK_POP3_STATE_AUTH) {
@@ -42,6 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				struct mk_pop3_cmd u = {.kind = MK_POP3_CMD_USER, .a = "user"};
 				struct mk_pop3_cmd p = {.kind = MK_POP3_CMD_PASS, .a = "pass"};
 				struct mk_pop3_cmd a = {.kind = MK_POP3_CMD_AUTH_PLAIN, .a = "user", .b = "pass"};
+				if (xoauth2) {
+					a.kind = MK_POP3_CMD_AUTH;
+					a.a = "XOAUTH2";
+					a.ir.p = ir;
+					a.ir.n = sizeof(ir) - 1;
+				}
 				(void)mk_pop3_client_submit(&c, &capa);
 				if (plain) {
 					(void)mk_pop3_client_submit(&c, &a);
