@@ -250,7 +250,7 @@ int mk_cli_folders(const struct mk_cli *cli, int argc, char **argv)
 			},
 		.trace = trace,
 	};
-	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close};
+	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close, NULL};
 	r = mk_imap_session_start(&loop, &so, &cbs, &run, &run.s);
 	if (r < 0)
 		set_error(&run, r, mk_cli_exit_for(r), mk_strerror(r));

@@ -498,11 +498,13 @@ static void check_done(void *ud, struct mk_sentcheck *c)
 {
 	struct acct *a = ud;
 	const struct mk_sentcheck_result *res = mk_sentcheck_result(c);
-	const char *folder = a->cfg->server_saves_sent;
+	const char *folder = a->cfg->server_saves_sent ? a->cfg->server_saves_sent : a->cfg->save_sent;
+	if (res->saved > 0)
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: %u sent message(s) saved in \"%s\"", a->cfg->name,
+		       res->saved, folder);
 	if (res->err != 0) {
 		if (res->err != MK_ECANCELED)
-			mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL,
-			       "account %s: cannot look for uncertain sends in \"%s\": %s (retrying later)", a->cfg->name,
+			mk_log(MK_LOG_WARN, MK_LOG_CAT_SYNC, NULL, "account %s: \"%s\": %s (retrying later)", a->cfg->name,
 			       folder, res->error);
 		uint64_t ms = mk_backoff_next_ms(&a->send_backoff);
 		a->send_blocked_until = mk_time_wall_s() + (int64_t)(ms / 1000);
@@ -543,7 +545,7 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 	struct agent *ag = a->ag;
 	if (a->check != NULL)
 		return true;
-	if (a->cfg->server_saves_sent == NULL || a->cfg->imap.host == NULL)
+	if ((a->cfg->server_saves_sent == NULL && a->cfg->save_sent == NULL) || a->cfg->imap.host == NULL)
 		return false; /* no way to know: left to the user (`outbox retry`/`cancel`) */
 	int64_t now = mk_time_wall_s();
 	if (a->send_blocked_until > now)
@@ -551,12 +553,19 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 	uint32_t aid = 0;
 	struct mk_outbox_uncertain u;
 	memset(&u, 0, sizeof(u));
-	if (mk_store_account(ag->store, a->cfg->name, true, &aid) < 0 ||
-	    mk_outbox_uncertain_list(ag->store, aid, now, settle_seconds(), &u) < 0)
+	uint64_t *save_ids = NULL;
+	size_t n_save = 0;
+	if (mk_store_account(ag->store, a->cfg->name, true, &aid) < 0)
 		return false;
-	if (u.n == 0) {
+	if (a->cfg->server_saves_sent != NULL && mk_outbox_uncertain_list(ag->store, aid, now, settle_seconds(), &u) < 0)
+		return false;
+	/* save_sent: copies of what was sent, over the same connection */
+	if (a->cfg->save_sent != NULL && mk_outbox_unsaved_list(ag->store, aid, 100, &save_ids, &n_save) < 0)
+		return false;
+	if (u.n == 0 && n_save == 0) {
 		*wait_r = u.wait_until;
 		mk_outbox_uncertain_free(&u);
+		mk_free(save_ids);
 		return false;
 	}
 	char *secret = NULL, *error = NULL;
@@ -564,6 +573,7 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 	int r = acct_secret(a, TOK_THEN_SEND, &secret, &error); /* issue 6 */
 	if (r > 0) {
 		mk_outbox_uncertain_free(&u);
+		mk_free(save_ids);
 		return true; /* send_schedule runs again with the token */
 	}
 	if (r == 0)
@@ -574,12 +584,16 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 			.acct = a->cfg,
 			.tls_ctx = tls,
 			.secret = secret,
-			.folder = a->cfg->server_saves_sent,
+			.folder = a->cfg->server_saves_sent ? a->cfg->server_saves_sent : a->cfg->save_sent,
 			.msgids = (const char *const *)u.msgids,
 			.n = u.n,
+			.store = ag->store,
+			.append_ids = save_ids,
+			.n_append = n_save,
 		};
 		r = mk_sentcheck_start(&co, check_done, a, &a->check);
 	}
+	mk_free(save_ids);
 	mk_config_secret_free(&secret);
 	if (r < 0) {
 		a->check = NULL;
@@ -589,8 +603,9 @@ static bool check_uncertain(struct acct *a, int64_t *wait_r)
 		mk_outbox_uncertain_free(&u);
 		return false;
 	}
-	mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: looking for %zu uncertain send(s) in \"%s\"",
-	       a->cfg->name, u.n, a->cfg->server_saves_sent);
+	if (u.n > 0)
+		mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: looking for %zu uncertain send(s) in \"%s\"",
+		       a->cfg->name, u.n, a->cfg->server_saves_sent);
 	a->check_ids = u.ids;
 	u.ids = NULL;
 	mk_outbox_uncertain_free(&u);

@@ -22,6 +22,7 @@
 #include "mk_log.h"
 #include "mk_mime.h"
 #include "mk_outbox.h"
+#include "mk_sentcheck.h"
 #include "mk_smtp_msg.h"
 #include "mk_store.h"
 #include "mk_str.h"
@@ -467,6 +468,80 @@ static int flush_accounts(const struct mk_config *cfg, struct mk_store *st, cons
 	return fr->exit_code;
 }
 
+static void on_save_done(void *ud, struct mk_sentcheck *c)
+{
+	(void)c;
+	*(bool *)ud = true;
+}
+
+/* save_sent: APPENDs the copies of sent messages not saved yet, for the
+ * accounts that ask for it (acct NULL: all). The caller holds the lock.
+ * Returns an exit code (a failure to save is reported, not fatal: the
+ * agent or the next command retries). */
+static int save_copies(const struct mk_config *cfg, struct mk_store *st, const struct mk_config_account *acct,
+		       bool quiet, bool trace)
+{
+	int ex = 0;
+	for (size_t i = 0; i < cfg->n_accounts; i++) {
+		const struct mk_config_account *a = &cfg->accounts[i];
+		if (a->save_sent == NULL || a->imap.host == NULL || (acct != NULL && a != acct))
+			continue;
+		uint32_t aid = 0;
+		uint64_t *ids = NULL;
+		size_t n = 0;
+		if (mk_store_account(st, a->name, false, &aid) < 0 || mk_outbox_unsaved_list(st, aid, 1000, &ids, &n) < 0 ||
+		    n == 0) {
+			mk_free(ids);
+			continue;
+		}
+		char *secret = NULL, *error = NULL;
+		struct mk_tls_ctx *tls = NULL;
+		int r = mk_cli_get_secret(cfg->store, a, &secret, &error);
+		if (r == 0)
+			r = mk_cli_tls_ctx(a->tls_ca_file, &tls, &error);
+		uv_loop_t loop;
+		uv_loop_init(&loop);
+		struct mk_sentcheck *job = NULL;
+		bool done = false;
+		if (r == 0) {
+			struct mk_sentcheck_opts co = {
+				.loop = &loop,
+				.acct = a,
+				.tls_ctx = tls,
+				.secret = secret,
+				.folder = a->save_sent,
+				.trace = trace,
+				.store = st,
+				.append_ids = ids,
+				.n_append = n,
+			};
+			r = mk_sentcheck_start(&co, on_save_done, &done, &job);
+		}
+		mk_config_secret_free(&secret);
+		if (r == 0) {
+			uv_run(&loop, UV_RUN_DEFAULT);
+			const struct mk_sentcheck_result *res = mk_sentcheck_result(job);
+			if (res->saved > 0 && !quiet)
+				printf("outbox: %u cop%s saved in \"%s\" (account %s)\n", res->saved,
+				       res->saved == 1 ? "y" : "ies", a->save_sent, a->name);
+			if (res->err != 0) {
+				fprintf(stderr, "mailkeep: %s (the copy is saved later)\n", res->error);
+				ex = ex ? ex : mk_cli_exit_for(res->err);
+			}
+			mk_sentcheck_free(&job);
+		} else {
+			fprintf(stderr, "mailkeep: account %s: cannot save sent copies: %s\n", a->name,
+				error ? error : mk_strerror(r));
+			ex = ex ? ex : mk_cli_exit_for(r);
+		}
+		mk_free(error);
+		mk_free(ids);
+		int lc = uv_loop_close(&loop);
+		MK_ASSERT(lc == 0);
+	}
+	return ex;
+}
+
 /* Tells a running agent to look at the outbox. Returns 1 (told), 0 (no
  * agent), <0 (an agent runs but did not answer). */
 static int kick_agent(const struct mk_config *cfg, pid_t *pid_r)
@@ -545,6 +620,8 @@ static int send_now(const struct mk_cli *cli, const struct mk_config *cfg, struc
 			"`mailkeep outbox ls` shows them as uncertain\n",
 			uncertain, uncertain == 1 ? " was" : "s were");
 	int ex = flush_accounts(cfg, st, acct, only, n_only, ignore_backoff, trace, fr);
+	/* copies of what went out, for servers that keep none (save_sent) */
+	(void)save_copies(cfg, st, acct, fr->quiet, trace);
 	mk_lock_release(&lock);
 	return ex;
 }

@@ -313,6 +313,7 @@ struct mk_store_outbox_rcpt {
 enum mk_store_outbox_flag {
 	MK_STORE_OUTBOX_8BIT = 1 << 0,     /* BODY=8BITMIME */
 	MK_STORE_OUTBOX_SMTPUTF8 = 1 << 1, /* non-ASCII address */
+	MK_STORE_OUTBOX_SAVED = 1 << 2,    /* save_sent: the copy was APPENDed to the Sent folder */
 };
 
 struct mk_store_outbox {

@@ -46,6 +46,7 @@ struct mk_imap_session {
 	bool sasl_active;
 	unsigned auth_tag;
 	char auth_error[512];
+	bool in_append; /* output holds APPEND message data */
 };
 
 /* `ud` points to the `secret` of trace_lines. */
@@ -79,6 +80,22 @@ static void flush(struct mk_imap_session *s)
 	struct mk_slice out = mk_imap_client_output(&s->core);
 	if (out.n == 0 || s->closing)
 		return;
+	if (s->in_append) {
+		/* message data: at the socket's pace, and traced by size only */
+		if (mk_conn_write_queue_size(s->conn) > MK_CONN_DRAIN_LOW)
+			return;
+		if (s->trace) {
+			char line[64];
+			int l = snprintf(line, sizeof(line), "<%zu bytes of APPEND data>\r\n", out.n);
+			mk_trace_log(&s->log, "C:", (const uint8_t *)line, (size_t)l, NULL, NULL);
+		}
+		if (mk_conn_write(s->conn, out.p, out.n) < 0)
+			return; /* ETOOBIG: on_drain retries; other errors close the conn */
+		mk_imap_client_output_done(&s->core, out.n);
+		if (s->core.append_tag == 0 || s->core.append_left == 0)
+			s->in_append = false;
+		return;
+	}
 	trace_lines(s, "C:", out.p, out.n, s->out_secret);
 	/* what is still held for a "+" is the rest of a secret command */
 	s->out_secret = s->core.held_tag != 0 ? 2 : 0;
@@ -246,6 +263,36 @@ static void on_conn_data(struct mk_conn *c, const uint8_t *p, size_t n, void *ud
 	drain(s);
 }
 
+static void on_conn_drain(struct mk_conn *c, void *ud)
+{
+	struct mk_imap_session *s = ud;
+	(void)c;
+	if (s->closing)
+		return;
+	flush(s);
+	if (!s->closing && mk_imap_client_output(&s->core).n == 0 && mk_imap_client_append_ready(&s->core) &&
+	    s->cbs.on_writable != NULL)
+		s->cbs.on_writable(s, s->ud);
+}
+
+bool mk_imap_session_append_ready(const struct mk_imap_session *s)
+{
+	return !s->closing && mk_imap_client_append_ready(&s->core);
+}
+
+int mk_imap_session_append_write(struct mk_imap_session *s, const uint8_t *p, size_t n, size_t *taken_r)
+{
+	*taken_r = 0;
+	if (s->closing)
+		return MK_ESTATE;
+	int r = mk_imap_client_append_write(&s->core, p, n, taken_r);
+	if (r == 0) {
+		s->in_append = true;
+		flush(s);
+	}
+	return r;
+}
+
 static void on_conn_close(struct mk_conn *c, int err, const char *msg, void *ud)
 {
 	struct mk_imap_session *s = ud;
@@ -270,7 +317,7 @@ int mk_imap_session_start(uv_loop_t *loop, const struct mk_imap_session_opts *op
 	s->trace = opts->trace;
 	s->log.account = opts->conn.log_account;
 	s->log.conn_id = opts->conn.id;
-	static const struct mk_conn_cbs ccbs = {on_conn_ready, on_conn_data, on_conn_close, NULL};
+	static const struct mk_conn_cbs ccbs = {on_conn_ready, on_conn_data, on_conn_close, on_conn_drain};
 	int r = mk_conn_start(loop, &opts->conn, &ccbs, s, &s->conn);
 	if (r < 0) {
 		mk_imap_client_cleanup(&s->core);

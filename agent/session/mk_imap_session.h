@@ -29,6 +29,8 @@ struct mk_imap_session_cbs {
 	void (*on_event)(struct mk_imap_session *s, const struct mk_imap_event *ev, void *ud);
 	/* Exactly once; err 0 after a clean LOGOUT or mk_imap_session_close(). */
 	void (*on_close)(struct mk_imap_session *s, int err, const char *msg, void *ud);
+	/* Optional: during an APPEND's literal, the output drained: write more. */
+	void (*on_writable)(struct mk_imap_session *s, void *ud);
 };
 
 /* Returns: 0, or the error of mk_conn_start() (no callback then). */
@@ -63,5 +65,12 @@ struct mk_conn *mk_imap_session_conn(struct mk_imap_session *s);
 /* Ends an IDLE (sends DONE) and flushes. */
 void mk_imap_session_idle_done(struct mk_imap_session *s);
 uv_loop_t *mk_imap_session_loop(struct mk_imap_session *s);
+/* APPEND's message literal, paced by the socket (like SMTP DATA): queues
+ * up to n bytes, *taken_r says how many (0: wait for on_writable). The
+ * data is traced by its size only. Returns: 0, MK_ESTATE. */
+/* True while an APPEND's literal may be written (LITERAL+ at once, else
+ * after the server's "+"). */
+bool mk_imap_session_append_ready(const struct mk_imap_session *s);
+int mk_imap_session_append_write(struct mk_imap_session *s, const uint8_t *p, size_t n, size_t *taken_r);
 
 #endif

@@ -1518,7 +1518,7 @@ static int connect_worker(struct worker *w)
 			},
 		.trace = s->o.trace,
 	};
-	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close};
+	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close, NULL};
 	/* a new session numbers its tags from 1 again */
 	w->tag_capa = w->tag_capa2 = w->tag_login = w->tag_list = w->tag_examine = w->tag_uids = w->tag_logout =
 		w->tag_idle = 0;

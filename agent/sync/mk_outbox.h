@@ -120,6 +120,11 @@ void mk_outbox_uncertain_free(struct mk_outbox_uncertain *u);
 int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, const char *folder);
 #define MK_OUTBOX_SETTLE_S 120
 
+/* save_sent: ids of SENT entries whose copy is not yet saved (no SAVED
+ * flag), oldest first, at most `max`. *ids_r is mk_alloc'd.
+ * Returns: 0, storage errors. */
+int mk_outbox_unsaved_list(struct mk_store *st, uint32_t account_id, size_t max, uint64_t **ids_r, size_t *n_r);
+
 /* The retry delay after the n-th failed attempt (1-based): 1 min, 2, 4 ...
  * capped at 1 h, with +-10% jitter from `rnd` (0..UINT64_MAX; tests pass a
  * constant). Seconds. */

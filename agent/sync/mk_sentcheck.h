@@ -10,7 +10,15 @@
  * Message-ID of submitted mail and keeps ours in
  * X-Microsoft-Original-Message-ID, so both are compared -- then LOGOUT.
  * About 100 bytes per message in the folder; header values beyond 2 KiB
- * are ignored. The engine calls no uv_* function itself.
+ * are ignored.
+ *
+ * The same connection also saves copies of sent mail for servers that do
+ * not (save_sent): for each given outbox entry in state SENT without the
+ * SAVED flag, APPEND folder (\Seen) {size} with the message streamed
+ * from the store at the socket's pace, then the flag is committed. A
+ * crash between the server's OK and that commit makes the next run save
+ * it again (a duplicate copy in Sent, never a lost one).
+ * The engine calls no uv_* function itself.
  */
 #ifndef MK_SENTCHECK_H
 #define MK_SENTCHECK_H
@@ -33,6 +41,10 @@ struct mk_sentcheck_opts {
 	const char *const *msgids; /* "<...>" each; copied */
 	size_t n;
 	bool trace;
+	/* save_sent: outbox entries to APPEND to `folder` (copied) */
+	struct mk_store *store;
+	const uint64_t *append_ids;
+	size_t n_append;
 };
 
 struct mk_sentcheck_result {
@@ -41,6 +53,7 @@ struct mk_sentcheck_result {
 	bool *found; /* n entries */
 	size_t n;
 	unsigned scanned; /* messages looked at */
+	unsigned saved;   /* copies APPENDed */
 };
 
 /* done runs exactly once unless this fails synchronously.

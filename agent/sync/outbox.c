@@ -317,6 +317,33 @@ int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, con
 	return r;
 }
 
+struct unsaved_ctx {
+	uint64_t *ids;
+	size_t n, max;
+};
+
+static int unsaved_cb(void *ud, const struct mk_store_outbox *o)
+{
+	struct unsaved_ctx *uc = ud;
+	if (o->state != MK_STORE_OUTBOX_SENT || (o->flags & MK_STORE_OUTBOX_SAVED) != 0)
+		return 0;
+	uc->ids[uc->n++] = o->id;
+	return uc->n >= uc->max ? 1 : 0;
+}
+
+int mk_outbox_unsaved_list(struct mk_store *st, uint32_t account_id, size_t max, uint64_t **ids_r, size_t *n_r)
+{
+	struct unsaved_ctx uc = {mk_xmalloc((max ? max : 1) * sizeof(uint64_t)), 0, max ? max : 1};
+	int r = mk_store_outbox_list(st, account_id, unsaved_cb, &uc);
+	if (r < 0) {
+		mk_free(uc.ids);
+		return r;
+	}
+	*ids_r = uc.ids;
+	*n_r = uc.n;
+	return 0;
+}
+
 /* ---- settling an attempt ---- */
 
 enum outcome {

@@ -9,6 +9,7 @@
 #include "mk_alloc.h"
 #include "mk_err.h"
 #include "mk_imap_session.h"
+#include "mk_store.h"
 #include "mk_str.h"
 
 #include <ctype.h>
@@ -19,7 +20,9 @@
 
 #define HDR_MAX 2048
 
-enum cstate { C_CAPA = 0, C_LOGIN, C_EXAMINE, C_FETCH, C_LOGOUT, C_DONE };
+enum cstate { C_CAPA = 0, C_LOGIN, C_EXAMINE, C_FETCH, C_APPEND, C_LOGOUT, C_DONE };
+
+#define PIECE (64 * 1024)
 
 struct mk_sentcheck {
 	struct mk_sentcheck_opts o;
@@ -35,6 +38,14 @@ struct mk_sentcheck {
 	char hdr[HDR_MAX + 1];
 	size_t hdr_len;
 	bool cancelled;
+	/* save_sent */
+	uint64_t *append_ids;
+	size_t next_append;
+	struct mk_store_outbox cur;
+	struct mk_store_body_reader *reader;
+	uint8_t *piece;
+	size_t piece_len, piece_off;
+	bool body_done;
 };
 
 static void fail(struct mk_sentcheck *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -76,6 +87,73 @@ static void match_header(struct mk_sentcheck *c)
 	}
 }
 
+static void logout(struct mk_sentcheck *c)
+{
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LOGOUT};
+	c->st = C_LOGOUT;
+	submit(c, &cmd);
+}
+
+static void pump(struct mk_sentcheck *c)
+{
+	while (c->st == C_APPEND && c->sess != NULL && c->reader != NULL) {
+		if (c->piece_off == c->piece_len) {
+			size_t n = 0;
+			int r = mk_store_body_next(c->reader, c->piece, PIECE, &n);
+			if (r < 0) {
+				/* the literal cannot be completed: drop the connection */
+				fail(c, r, "account %s: outbox %llu: the stored message cannot be read (%s)", c->o.acct->name,
+				     (unsigned long long)c->cur.id, mk_strerror(r));
+				return;
+			}
+			if (n == 0) {
+				mk_store_body_close(&c->reader);
+				return; /* all written: the tagged reply follows */
+			}
+			c->piece_len = n;
+			c->piece_off = 0;
+		}
+		size_t taken = 0;
+		if (mk_imap_session_append_write(c->sess, c->piece + c->piece_off, c->piece_len - c->piece_off, &taken) < 0) {
+			fail(c, MK_EPROTO, "account %s: cannot send the copy", c->o.acct->name);
+			return;
+		}
+		c->piece_off += taken;
+		if (taken == 0)
+			return; /* on_writable resumes */
+	}
+}
+
+/* The next entry to save, or LOGOUT. */
+static void next_append(struct mk_sentcheck *c)
+{
+	while (c->next_append < c->o.n_append) {
+		uint64_t id = c->append_ids[c->next_append++];
+		if (mk_store_outbox_get(c->o.store, id, &c->cur) < 0 || c->cur.state != MK_STORE_OUTBOX_SENT ||
+		    (c->cur.flags & MK_STORE_OUTBOX_SAVED) != 0 || c->cur.size == 0)
+			continue;
+		int r = mk_store_body_open(c->o.store, c->cur.sha, &c->reader);
+		if (r < 0)
+			continue; /* verify reports it; nothing to save */
+		if (c->piece == NULL)
+			c->piece = mk_xmalloc(PIECE);
+		c->piece_len = c->piece_off = 0;
+		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_APPEND, .a = c->folder, .b = "(\\Seen)", .size = c->cur.size};
+		c->st = C_APPEND;
+		submit(c, &cmd);
+		if (c->sess != NULL && mk_imap_session_append_ready(c->sess))
+			pump(c); /* LITERAL+: no "+" to wait for */
+		return;
+	}
+	logout(c);
+}
+
+static void on_writable(struct mk_imap_session *s, void *ud)
+{
+	(void)s;
+	pump(ud);
+}
+
 static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, void *ud)
 {
 	struct mk_sentcheck *c = ud;
@@ -99,6 +177,10 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 		c->hdr_len = 0;
 		return;
 	}
+	if (ev->kind == MK_IMAP_EV_CONTINUATION && ev->cmd == MK_IMAP_CMD_APPEND && c->st == C_APPEND) {
+		pump(c);
+		return;
+	}
 	if (ev->kind == MK_IMAP_EV_BYE && c->st != C_LOGOUT) {
 		fail(c, MK_ESERVER, "account %s: server said BYE: %s", c->o.acct->name, ev->text ? ev->text : "");
 		return;
@@ -118,6 +200,10 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 			char msg[600];
 			mk_login_imap_failed(c->sess, c->o.acct, ev, msg, sizeof(msg));
 			fail(c, MK_EAUTH, "account %s: IMAP %s", acc, msg);
+			return;
+		}
+		if (c->res.n == 0) {
+			next_append(c);
 			return;
 		}
 		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = c->folder};
@@ -146,9 +232,22 @@ static void on_event(struct mk_imap_session *s, const struct mk_imap_event *ev, 
 			     ev->text ? ev->text : "");
 			return;
 		}
-		struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_LOGOUT};
-		c->st = C_LOGOUT;
-		submit(c, &cmd);
+		next_append(c);
+		return;
+	}
+	case C_APPEND: {
+		mk_store_body_close(&c->reader);
+		if (ev->status != MK_IMAP_OK) {
+			fail(c, MK_ESERVER, "account %s: cannot save a copy of outbox %llu in \"%s\": %s%s%s", acc,
+			     (unsigned long long)c->cur.id, c->folder, ev->code ? ev->code : "", ev->code ? " " : "",
+			     ev->text ? ev->text : "");
+			return;
+		}
+		c->cur.flags |= MK_STORE_OUTBOX_SAVED;
+		int r = mk_store_outbox_update(c->o.store, &c->cur, MK_STORE_OUTBOX_SENT);
+		if (r == 0)
+			c->res.saved++;
+		next_append(c);
 		return;
 	}
 	case C_LOGOUT:
@@ -197,6 +296,10 @@ int mk_sentcheck_start(const struct mk_sentcheck_opts *o, void (*done)(void *ud,
 	for (size_t i = 0; i < o->n; i++)
 		c->ids[i] = mk_xstrdup(o->msgids[i]);
 	c->res.n = o->n;
+	mk_store_outbox_init(&c->cur);
+	c->append_ids = mk_xcalloc(o->n_append ? o->n_append : 1, sizeof(uint64_t));
+	if (o->n_append)
+		memcpy(c->append_ids, o->append_ids, o->n_append * sizeof(uint64_t));
 	c->res.found = mk_xcalloc(o->n ? o->n : 1, sizeof(bool));
 	c->done = done;
 	c->ud = ud;
@@ -216,7 +319,7 @@ int mk_sentcheck_start(const struct mk_sentcheck_opts *o, void (*done)(void *ud,
 			},
 		.trace = o->trace,
 	};
-	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close};
+	static const struct mk_imap_session_cbs cbs = {on_ready, on_event, on_close, on_writable};
 	int r = mk_imap_session_start(o->loop, &so, &cbs, c, &c->sess);
 	if (r < 0) {
 		mk_sentcheck_free(&c);
@@ -250,6 +353,10 @@ void mk_sentcheck_free(struct mk_sentcheck **cp)
 	mk_free(c->ids);
 	mk_free(c->res.found);
 	mk_free(c->folder);
+	mk_store_body_close(&c->reader);
+	mk_store_outbox_cleanup(&c->cur);
+	mk_free(c->piece);
+	mk_free(c->append_ids);
 	if (c->secret != NULL) {
 		explicit_bzero(c->secret, strlen(c->secret));
 		mk_free(c->secret);

@@ -273,6 +273,32 @@ def test_refusals(tmp, fx, cfg):
           "the message stays queued, untouched by the failed login")
 
 
+def test_save_sent(tmp, fx):
+    """save_sent: mailkeep APPENDs the sent message (\\Seen) when the server keeps no copy."""
+    cfg = write_cfg(os.path.join(tmp, "cfg-save"), os.path.join(tmp, "store-save"), fx)
+    with open(cfg) as f:
+        text = f.read().replace("server_saves_sent = Sent\n", "server_saves_sent = no\nsave_sent = Sent Items\n")
+    write_private(cfg, text)
+    line = b"saved copy line " * 6 + b"\r\n"
+    msg = (b"From: " + fx["MK_USER2"].encode() + b"\r\nTo: " + fx["MK_USER"].encode() +
+           b"\r\nSubject: keep a copy\r\nMessage-ID: <save-1@example.test>\r\n"
+           b"Date: Sun, 06 Dec 2026 09:00:00 +0000\r\n\r\n" + line * 30000)
+    r = mk(cfg, "send", "-t", data=msg)
+    check(r.returncode == 0 and b"1 copy saved in \"Sent Items\"" in r.stdout,
+          "save_sent: the copy is saved after sending: " + r.stdout.decode().strip().replace("\n", " / "))
+    base = os.path.join(fx["MK_MAIL_DIR"], fx["MK_USER2"], ".Sent Items")
+    files = [os.path.join(base, d, n) for d in ("new", "cur") if os.path.isdir(os.path.join(base, d))
+             for n in os.listdir(os.path.join(base, d))]
+    copies = [f for f in files if b"<save-1@example.test>" in open(f, "rb").read()]
+    check(len(copies) == 1 and open(copies[0], "rb").read() == msg.replace(b"\r\n", b"\n"),
+          f"one byte-exact copy of the {len(msg) / 1e6:.1f} MB message in Sent Items")
+    check(len(copies) == 1 and copies[0].endswith(":2,S"), "the copy is marked \\Seen")
+    r = mk(cfg, "outbox", "flush")
+    files2 = [n for d in ("new", "cur") if os.path.isdir(os.path.join(base, d)) for n in os.listdir(os.path.join(base, d))]
+    check(len(files2) == len(files), "a second flush saves nothing again")
+    check(mk(cfg, "verify").returncode == 0, "verify clean")
+
+
 def test_rate_limit(tmp, fx):
     """max_per_minute holds messages back (never drops them)."""
     cfg = write_cfg(os.path.join(tmp, "cfg-rate"), os.path.join(tmp, "store-rate"), fx)
@@ -470,6 +496,7 @@ def main():
         test_delivery(tmp, fx, cfg)
         test_refusals(tmp, fx, cfg)
         test_rate_limit(tmp, fx)
+        test_save_sent(tmp, fx)
         test_agent(tmp, fx, cfg)
         test_hostile(tmp, fx)
         if os.environ.get("MK_TEST_HOOKS_BUILD", "1") == "1":

@@ -28,6 +28,17 @@ enum split { WHOLE, BYTES, RANDOM };
  * (0, or the error that stopped the core). */
 static struct mk_buf body_acc;
 
+/* The message an APPEND test streams, in two pieces. */
+static const char append_msg[] = "From: a@b\r\n\r\nhello\r\n";
+
+static void append_stream(struct mk_imap_client *c, struct mk_buf *log)
+{
+	size_t n = sizeof(append_msg) - 1, half = n / 2, t1 = 0, t2 = 0;
+	int r1 = mk_imap_client_append_write(c, (const uint8_t *)append_msg, half, &t1);
+	int r2 = mk_imap_client_append_write(c, (const uint8_t *)append_msg + half, n - half, &t2);
+	mk_buf_printf(log, "APPENDED %d %d %zu ready-after %d\n", r1, r2, t1 + t2, mk_imap_client_append_ready(c));
+}
+
 static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_imap_cmd *cmds, size_t ncmds)
 {
 	struct mk_imap_event ev;
@@ -59,6 +70,8 @@ static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_i
 				unsigned tag;
 				int sr = mk_imap_client_submit(c, &cmds[i], &tag);
 				mk_buf_printf(log, "SUBMIT %d tag %u\n", sr, sr == 0 ? tag : 0);
+				if (sr == 0 && cmds[i].kind == MK_IMAP_CMD_APPEND && mk_imap_client_append_ready(c))
+					append_stream(c, log); /* LITERAL+: no "+" to wait for */
 			}
 			break;
 		case MK_IMAP_EV_CAPABILITY:
@@ -75,6 +88,8 @@ static int drain(struct mk_imap_client *c, struct mk_buf *log, const struct mk_i
 			break;
 		case MK_IMAP_EV_CONTINUATION:
 			mk_buf_printf(log, "CONT %s\n", ev.text);
+			if (ev.cmd == MK_IMAP_CMD_APPEND)
+				append_stream(c, log);
 			if (ev.cmd == MK_IMAP_CMD_AUTHENTICATE) {
 				/* the owner answers a SASL challenge: "cancel" is cancelled,
 				 * "{...}" (a failure JSON) gets the empty XOAUTH2 answer,
@@ -523,6 +538,36 @@ static void test_datetime(void **state)
 	assert_false(mk_imap_code_u32("UIDVALIDITYX 1", "UIDVALIDITY", &v));
 }
 
+
+/* APPEND (save_sent): the message literal is streamed after "+" (or at
+ * once with LITERAL+), nothing else may be sent meanwhile, and a refusal
+ * before "+" sends no message byte. */
+static void test_append(void **state)
+{
+	(void)state;
+	struct mk_imap_cmd a[] = {{.kind = MK_IMAP_CMD_APPEND, .a = "Sent Items", .b = "(\\Seen)", .size = 20},
+				  {.kind = MK_IMAP_CMD_NOOP}};
+	check3("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n+ Ready for literal data\r\nA1 OK [APPENDUID 7 9] APPEND completed.\r\n",
+	       a, 2, true,
+	       "GREETING PREAUTH [CAPABILITY IMAP4rev1] hi\nSUBMIT 0 tag 1\nSUBMIT -31010 tag 0\nCONT Ready for literal data\n"
+	       "APPENDED 0 0 20 ready-after 0\nTAGGED 1 OK [APPENDUID 7 9] APPEND completed.\n",
+	       "A1 APPEND \"Sent Items\" (\\Seen) {20}\r\nFrom: a@b\r\n\r\nhello\r\n\r\n");
+	check3("* PREAUTH [CAPABILITY IMAP4rev1 LITERAL+] hi\r\nA1 OK APPEND completed.\r\n", a, 1, true,
+	       "GREETING PREAUTH [CAPABILITY IMAP4rev1 LITERAL+] hi\nSUBMIT 0 tag 1\nAPPENDED 0 0 20 ready-after 0\n"
+	       "TAGGED 1 OK [] APPEND completed.\n",
+	       "A1 APPEND \"Sent Items\" (\\Seen) {20+}\r\nFrom: a@b\r\n\r\nhello\r\n\r\n");
+	check3("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\nA1 NO [TRYCREATE] Mailbox doesn't exist: Sent Items\r\n", a, 1,
+	       true,
+	       "GREETING PREAUTH [CAPABILITY IMAP4rev1] hi\nSUBMIT 0 tag 1\n"
+	       "TAGGED 1 NO [TRYCREATE] Mailbox doesn't exist: Sent Items\n",
+	       "A1 APPEND \"Sent Items\" (\\Seen) {20}\r\n");
+	/* not authenticated, bad flags */
+	struct mk_imap_cmd b[] = {{.kind = MK_IMAP_CMD_APPEND, .a = "Sent", .size = 20}};
+	check3("* OK hi\r\n", b, 1, true, "GREETING OK [] hi\nSUBMIT -31010 tag 0\n", "");
+	struct mk_imap_cmd f[] = {{.kind = MK_IMAP_CMD_APPEND, .a = "Sent", .b = "\\Seen\r\n", .size = 20}};
+	check3("* PREAUTH hi\r\n", f, 1, true, "GREETING PREAUTH [] hi\nSUBMIT -31008 tag 0\n", "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_utf7),
 		cmocka_unit_test(test_fetch_streaming),
 		cmocka_unit_test(test_datetime),
+		cmocka_unit_test(test_append),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -435,6 +435,15 @@ static int handle_tagged(struct mk_imap_client *c, const uint8_t *p, size_t n, s
 		c->auth_tag = 0;
 		c->auth_cont = false;
 	}
+	if (c->append_tag == tag) {
+		/* done, or refused before the literal (NO [TRYCREATE], too big):
+		 * nothing more of it may be sent */
+		if (c->append_left > 0 && c->append_ready)
+			return fail(c, MK_EPROTO, "APPEND answered while its message was being sent");
+		c->append_tag = 0;
+		c->append_left = 0;
+		c->append_ready = false;
+	}
 	bool capped = code_caps(c, ev->code);
 	if (st == MK_IMAP_OK) {
 		switch (ev->cmd) {
@@ -786,6 +795,17 @@ int mk_imap_client_next_event(struct mk_imap_client *c, struct mk_imap_event *ev
 				c->in_off += (size_t)fl;
 				continue;
 			}
+			if (c->append_tag != 0 && !c->append_ready) {
+				/* the go-ahead for the message literal: the owner streams it */
+				c->append_ready = true;
+				c->held_tag = 0;
+				ev_r->kind = MK_IMAP_EV_CONTINUATION;
+				ev_r->tag = c->append_tag;
+				ev_r->cmd = MK_IMAP_CMD_APPEND;
+				ev_r->text = copy_text(c, p + (line_end > 1 ? 2 : 1), line_end > 1 ? line_end - 2 : 0);
+				c->consume_next = (size_t)fl;
+				return 1;
+			}
 			ev_r->kind = MK_IMAP_EV_CONTINUATION;
 			ev_r->text = copy_text(c, p + (line_end > 1 ? 2 : 1), line_end > 1 ? line_end - 2 : 0);
 			if (c->auth_tag != 0) {
@@ -892,6 +912,8 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		return MK_ESTATE;
 	if (c->held_tag != 0)
 		return MK_ESTATE; /* one command waiting for "+" at a time */
+	if (c->append_tag != 0 && c->append_left > 0)
+		return MK_ESTATE; /* the message literal must come next on the wire */
 	if (cmd->kind == MK_IMAP_CMD_IDLE && c->idle_tag != 0)
 		return MK_ESTATE;
 	if (c->idle_tag != 0)
@@ -1018,6 +1040,24 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		}
 		r = r ? r : mk_buf_printf(&c->out, "UID FETCH %s %s\r\n", cmd->a, cmd->b);
 		break;
+	case MK_IMAP_CMD_APPEND: {
+		char *enc = NULL;
+		if (c->state != MK_IMAP_STATE_AUTH || cmd->a == NULL || cmd->size == 0 ||
+		    (cmd->b != NULL && (cmd->b[0] != '(' || strpbrk(cmd->b, "\r\n{}\"") != NULL)) ||
+		    mk_imap_utf7_encode(cmd->a, &enc) < 0) {
+			mk_free(enc);
+			r = r ? r : (c->state != MK_IMAP_STATE_AUTH ? MK_ESTATE : MK_EINVAL);
+			break;
+		}
+		bool plus = mk_imap_client_has_cap(c, "LITERAL+");
+		r = r ? r : mk_buf_append_str(&c->out, "APPEND ");
+		r = r ? r : put_astring(c, enc, &sync);
+		if (cmd->b != NULL)
+			r = r ? r : mk_buf_printf(&c->out, " %s", cmd->b);
+		r = r ? r : mk_buf_printf(&c->out, " {%llu%s}\r\n", (unsigned long long)cmd->size, plus ? "+" : "");
+		mk_free(enc);
+		break;
+	}
 	case MK_IMAP_CMD_LIST:
 		r = r ? r : mk_buf_append_str(&c->out, "LIST ");
 		r = r ? r : put_astring(c, cmd->a ? cmd->a : "", &sync);
@@ -1030,7 +1070,7 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		mk_buf_truncate(&c->out, start, true);
 		c->held_sasl = false;
 		c->next_tag--;
-		return r == MK_EINVAL ? MK_EINVAL : MK_ETOOBIG;
+		return r == MK_EINVAL || r == MK_ESTATE ? r : MK_ETOOBIG;
 	}
 	if (sync) {
 		/* Send up to the first hold point now. */
@@ -1055,7 +1095,36 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 		c->auth_tag = tag;
 		c->auth_cont = false;
 	}
+	if (cmd->kind == MK_IMAP_CMD_APPEND) {
+		c->append_tag = tag;
+		c->append_left = cmd->size;
+		c->append_ready = mk_imap_client_has_cap(c, "LITERAL+");
+	}
 	*tag_r = tag;
+	return 0;
+}
+
+bool mk_imap_client_append_ready(const struct mk_imap_client *c)
+{
+	return c->append_tag != 0 && c->append_ready && c->append_left > 0 && c->state != MK_IMAP_STATE_FAILED;
+}
+
+int mk_imap_client_append_write(struct mk_imap_client *c, const uint8_t *p, size_t n, size_t *taken_r)
+{
+	*taken_r = 0;
+	if (!mk_imap_client_append_ready(c))
+		return MK_ESTATE;
+	size_t room = c->out.len >= MK_IMAP_APPEND_OUT_MAX ? 0 : MK_IMAP_APPEND_OUT_MAX - c->out.len;
+	size_t k = n < room ? n : room;
+	if (k > c->append_left)
+		k = (size_t)c->append_left;
+	if (k > 0 && mk_buf_append(&c->out, p, k) < 0)
+		return MK_ESTATE;
+	c->append_left -= k;
+	if (c->append_left == 0 && mk_buf_append(&c->out, "\r\n", 2) < 0)
+		return MK_ESTATE;
+	c->out_ready = c->out.len;
+	*taken_r = k;
 	return 0;
 }
 

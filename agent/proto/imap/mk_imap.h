@@ -106,6 +106,8 @@ enum mk_imap_cmd_kind {
 	MK_IMAP_CMD_SELECT,    /* a: mailbox name in UTF-8 */
 	MK_IMAP_CMD_UID_FETCH, /* a: sequence set ("1:*", "5,7:9"), b: items ("(UID FLAGS)") */
 	MK_IMAP_CMD_IDLE,      /* RFC 2177; ended by mk_imap_client_idle_done() or by the next command */
+	MK_IMAP_CMD_APPEND,    /* a: mailbox (UTF-8), b: flag list "(\\Seen)" or NULL, size: the literal's
+			        * length; the message is then streamed with mk_imap_client_append_write() */
 	/* RFC 3501 §6.2.2 generic SASL: a = mechanism name ("XOAUTH2"), ir = the
 	 * raw initial response (ir.p NULL: none; ir.n 0: an empty one), base64'd
 	 * here, sent with the command when the server offers SASL-IR (RFC 4959),
@@ -145,6 +147,7 @@ struct mk_imap_cmd {
 	const char *a; /* user / reference / SASL mechanism */
 	const char *b; /* password / pattern */
 	struct mk_slice ir; /* AUTHENTICATE: raw initial response (secret: copied, the caller wipes its own) */
+	uint64_t size;      /* APPEND: bytes of the message */
 };
 
 struct mk_imap_list {
@@ -217,10 +220,23 @@ struct mk_imap_client {
 	/* streaming a FETCH body literal */
 	uint64_t stream_left;  /* bytes of the current body literal still to come */
 	bool in_fetch_tail;    /* after a streamed literal: the rest of the FETCH */
+	/* APPEND: the message literal being sent (RFC 3501 §6.3.11) */
+	unsigned append_tag;   /* 0: none */
+	uint64_t append_left;  /* literal bytes still to write */
+	bool append_ready;     /* "+" received (or LITERAL+): data may go out */
 	struct mk_imap_fetch fetch;
 	const char *error;
 	char errbuf[160];
 };
+
+/* APPEND: queues up to n bytes of the message literal once the server
+ * asked for it (mk_imap_client_append_ready); *taken_r says how many (0:
+ * drain the output first; at most MK_IMAP_APPEND_OUT_MAX is queued). After
+ * the last byte the command line is ended. Returns 0, MK_ESTATE. */
+#define MK_IMAP_APPEND_OUT_MAX (256 * 1024)
+int mk_imap_client_append_write(struct mk_imap_client *c, const uint8_t *p, size_t n, size_t *taken_r);
+/* True while an APPEND's literal may be written (and bytes are left). */
+bool mk_imap_client_append_ready(const struct mk_imap_client *c);
 
 void mk_imap_client_init(struct mk_imap_client *c);
 void mk_imap_client_cleanup(struct mk_imap_client *c);
