@@ -1402,6 +1402,10 @@ class Imap(Conn):
                         raise Closed("idle_death")
                     if mode == "dead":
                         read_task.cancel()
+                        try:
+                            await read_task
+                        except (asyncio.CancelledError, Closed):
+                            pass
                         self.out.clear()
                         while True:      # never answer again, never close
                             if not await self.r.read(65536):
