@@ -128,10 +128,24 @@ Behaviours (config JSON {"behaviours": {...}} at start, /sim/set at run time):
   sent_items_copy true, rewrite_message_id "consumer"|"always"|"never"
   uidvalidity_bump_bye true
 
-Users (config {"users": [{"address": A, "kind": "consumer"|"m365", "folders": {"INBOX": N |
-{"count": N, "size": [MIN, MAX]}, ...}, settings...}]}); default: alice@outlook.test
-(consumer), bob@contoso.test (m365), carol@outlook.test (consumer) and shared@contoso.test
-(m365, delegates [bob@contoso.test]).
+Config file (--config, all keys optional):
+  {"behaviours": {...},                 the start values (also what /sim/reset restores)
+   "users": [{"address": A, "kind": "consumer"|"m365", "folders": {"INBOX": N |
+              {"count": N, "size": [MIN, MAX]}, ...}, <user settings as in /sim/user>}],
+   "folders": {...},                    generation for users without their own "folders"
+                                        (default INBOX 12 of 600-6000 bytes, Sent Items 3,
+                                        Archive 2, Drafts 1, Deleted Items 1, Junk Email 1)
+   "idp": {"expires_in": N, "token_len": [MIN, MAX], ...},   fake_idp.py's /control/config keys
+   "clients": ["client-id", ...]}
+Default users: alice@outlook.test (consumer), bob@contoso.test (m365), carol@outlook.test
+(consumer) and shared@contoso.test (m365, delegates [bob@contoso.test]). Every mailbox has the
+Outlook folder set of OUTLOOK.md §2.3 (mail and non-mail folders, Files, the TAB folder);
+"POP" appears when POP3 first moves mail there.
+
+Assumed texts (not captured from the live service; OUTLOOK.md gives none): "+ Ready for
+additional command text." (literal continuation), "NO <name> doesn't exist.", the POP3 QUIT
+"+OK Microsoft Exchange Server 2016 POP3 server signing off.", POP3 LIST/RETR first lines,
+SMTP "421 4.4.1 Connection timed out", 5xx texts for bad sequences, "* ID NIL".
 """
 import argparse
 import asyncio

@@ -780,19 +780,68 @@ def t_log_and_determinism():
             eq(a, b, "seeded generation of %s" % u)
     finally:
         stop(p2)
+    # a restart loads the state dir instead of generating
+    before = open(os.path.join(d2, "mailboxes", ALICE, "state.json")).read()
+    stop(start(d2, 99))
+    eq(open(os.path.join(d2, "mailboxes", ALICE, "state.json")).read(), before, "state reloaded")
+
+
+def t_more_switches():
+    c = imap_login(CAROL)
+    r = c.cmd("a", 'SELECT "Old\tMail"')
+    eq(r[-1], "a OK [READ-WRITE] SELECT completed.", "SELECT of the TAB folder")
+    c.cmd("b", "SELECT INBOX")
+    m = mailbox(CAROL, "INBOX")["messages"]
+    c.cmd("c", "UID STORE %d,%d +FLAGS.SILENT (\\Deleted)" % (m[0]["uid"], m[1]["uid"]))
+    eq(c.cmd("d", "UID EXPUNGE %d" % m[1]["uid"]), ["* 2 EXPUNGE", "d OK EXPUNGE completed."], "UID EXPUNGE")
+    ctl("set", {"inbox_shadow": "break"})
+    eq(c.cmd("e", "SELECT INBOX"), ["e NO INBOX doesn't exist."])
+    ctl("set", {"inbox_shadow": False, "idle_death_s": 2, "idle_death_mode": "mute"})
+    c.cmd("f", "SELECT INBOX")
+    n = len(mailbox(CAROL, "INBOX")["messages"])
+    c.send("g IDLE")
+    c.line()
+    time.sleep(2 * SECOND_MS / 1000.0 + 0.1)
+    ctl("deliver", {"user": CAROL, "folder": "INBOX", "count": 1})
+    eq(c.quiet(0.3), True, "muted IDLE pushes nothing")
+    c.send("DONE")
+    eq(c.until("g"), ["* %d EXISTS" % (n + 1), "g OK IDLE completed."], "muted IDLE still answers DONE")
+    # post-login autologout (30 min, scaled)
+    ctl("set", {"auth_timeout_s": 10, "idle_death_s": None})
+    c.cmd("h", "NOOP")    # the timer starts with the next read
+    time.sleep(10 * SECOND_MS / 1000.0 + 0.15)
+    eq(c.line(), "* BYE Connection is closed. 13", "autologout after login")
+    check(c.eof(), "closed")
+    ctl("reset", {})
+    # throttling by bytes sent
+    ctl("set", {"throttle": {"after_bytes": 20000, "backoff_ms": 1000, "form": "BAD"}})
+    c = imap_login(CAROL)
+    c.cmd("s", "SELECT INBOX")
+    c.cmd("f", "UID FETCH 1:* (BODY.PEEK[])")
+    c.send("n NOOP")
+    eq([c.line(), c.line()], ["n BAD Request is throttled. Suggested Backoff Time: 1000 milliseconds",
+                              "* BYE Connection closed. 14"], "throttled by bytes")
+    c.close()
+    # the ctl subcommand
+    out = subprocess.run([sys.executable, SIM, "ctl", "--port-file", STATE + ".ports", "set",
+                          '{"size_skew": 3}'], capture_output=True, text=True, check=True).stdout
+    eq(json.loads(out)["behaviours"]["size_skew"], 3, "ctl subcommand")
 
 
 TESTS = [t_device_flow_and_imap_texts, t_imap_fetch_search_store_append, t_idle, t_token_checks,
          t_throttle_unavailable_caps_errors, t_uidvalidity_bump, t_pop3, t_smtp_golden, t_smtp_limits,
-         t_log_and_determinism]
+         t_more_switches, t_log_and_determinism]
 
 
 def start(state, seed):
     pf = state + ".ports"
     if os.path.exists(pf):
         os.unlink(pf)
+    cfg = state + ".json"
+    with open(cfg, "w") as fh:   # 60 s before login would be 1.2 s: too tight on a loaded machine
+        json.dump({"behaviours": {"preauth_timeout_s": 600}}, fh)
     proc = subprocess.Popen([sys.executable, SIM, "serve", "--tls-dir", TLS, "--state-dir", state, "--port-file", pf,
-                             "--seed", str(seed), "--second-ms", str(SECOND_MS)])
+                             "--seed", str(seed), "--second-ms", str(SECOND_MS), "--config", cfg])
     for _ in range(200):
         if os.path.exists(pf):
             break
