@@ -1,0 +1,6 @@
+# SPDX-License-Identifier: MIT
+# Included from tests/CMakeLists.txt: the Outlook.com / Microsoft 365
+# simulator (tests/sim/outlook_sim.py, OUTLOOK.md §5) checks itself.
+add_test(NAME outlook_simulator_selftest
+         COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/sim/test_outlook_sim.py ${PROJECT_SOURCE_DIR})
+set_tests_properties(outlook_simulator_selftest PROPERTIES LABELS "sim" TIMEOUT 300)
