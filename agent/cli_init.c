@@ -540,9 +540,12 @@ int mk_cli_init(const struct mk_cli *cli, int argc, char **argv)
 	printf("mailkeep: wrote %s (mode 0600): account \"%s\", provider %s%s%s\n", path, o.name, o.provider,
 	       o.provider_guessed ? " (guessed from the address; --provider changes it)" : "",
 	       backed_up ? "; the old file is now .bak" : "");
-	if (imap_guess != NULL || smtp_guess != NULL)
+	if (imap_guess != NULL && smtp_guess != NULL)
 		printf("mailkeep: servers %s and %s are guesses from the address: check them in the file\n",
-		       o.imap_host, o.smtp_host);
+		       imap_guess, smtp_guess);
+	else if (imap_guess != NULL || smtp_guess != NULL)
+		printf("mailkeep: server %s is a guess from the address: check it in the file\n",
+		       imap_guess != NULL ? imap_guess : smtp_guess);
 	printf("\nNext steps:\n");
 	unsigned step = 1;
 	if (pending != NULL && strcmp(pending, "oauth_client_id") == 0)
@@ -555,9 +558,11 @@ int mk_cli_init(const struct mk_cli *cli, int argc, char **argv)
 		       step++, path);
 	printf("  %u. mailkeep%s check-config\n", step++, copt);
 	if (!custom)
-		printf("  %u. mailkeep%s login %s      (sign in once, in any browser)\n", step++, copt, o.name);
-	printf("  %u. mailkeep%s sync          (the first backup)\n", step++, copt);
-	printf("  %u. systemctl --user enable --now mailkeep   (the agent, kept running)\n", step++);
+		printf("  %u. mailkeep%s login %s   (sign in once, in any browser)\n", step++, copt, o.name);
+	printf("  %u. mailkeep%s sync   (the first backup; safe to interrupt)\n", step++, copt);
+	printf("  %u. systemctl --user enable --now mailkeep   (the agent, kept running; it returns\n"
+	       "     once the first backup is done, or at once with --no-block)\n",
+	       step++);
 	if (copt[0] != '\0')
 		printf("     The unit reads the default file %s; point it at this one with\n"
 		       "     `systemctl --user edit mailkeep`: [Service] Environment=\"MAILKEEP_CONFIG=%s\"\n",
