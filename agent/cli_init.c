@@ -314,6 +314,19 @@ static int write_file(const char *path, const char *buf, size_t len, bool force,
 	}
 	unlink(tmp); /* after link(); a no-op after rename() */
 	mk_free(tmp);
+	if (ret == 0) {
+		/* the new name itself must survive a crash */
+		char *dir = mk_xstrdup(path);
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		int dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		mk_free(dir);
+	}
 	return ret;
 }
 

@@ -41,15 +41,19 @@ for lib in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
 	pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1)
 	[ -n "$pkg" ] || pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1)
 	[ -n "$pkg" ] || { bad "no package owns $path ($lib)"; continue; }
-	if echo "$depends" | grep -Eq "(^|, )$pkg \(>= [^)]+\)"; then
-		ok "$lib ($pkg) is in Depends with a version"
+	if echo "$depends" | grep -Eq "(^|, )$pkg( \(>= [^)]+\))?(,|$)"; then
+		ok "$lib ($pkg) is in Depends"
 	else
 		bad "$lib comes from $pkg, which Depends lacks"
 	fi
 done
-for p in android-libboringssl libuv1 zlib1g liblmdb0 libinih1 libcjson1 ca-certificates; do
-	echo "$depends" | grep -Eq "(^|, )$p( |,|$)" && ok "Depends names $p" || bad "Depends lacks $p"
+for p in android-libboringssl libuv1 zlib1g liblmdb0 libinih1 libcjson1 libc6; do
+	echo "$depends" | grep -Eq "(^|, )$p \(>= [^)]+\)" && ok "Depends: $p with a minimum version" ||
+		bad "Depends lacks $p (>= VERSION)"
 done
+echo "$depends" | grep -Eq "(^|, )libuv1 \(>= 1\.44\.2-1\+deb12u1\)" && ok "Depends: libuv1 with the CVE-2024-24806 fix" ||
+	bad "Depends lacks libuv1 (>= 1.44.2-1+deb12u1)"
+echo "$depends" | grep -Eq "(^|, )ca-certificates(,|$)" && ok "Depends: ca-certificates" || bad "Depends lacks ca-certificates"
 
 # install into a fresh root
 root=$tmp/root
