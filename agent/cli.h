@@ -104,5 +104,7 @@ int mk_cli_outbox(const struct mk_cli *cli, int argc, char **argv);
 /* issue 6: OAuth2 device login, and the token check (cli_login.c) */
 int mk_cli_login(const struct mk_cli *cli, int argc, char **argv);
 int mk_cli_token(const struct mk_cli *cli, int argc, char **argv);
+/* issue 9: `mailkeep init`, the first run (cli_init.c) */
+int mk_cli_init(const struct mk_cli *cli, int argc, char **argv);
 
 #endif

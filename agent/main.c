@@ -24,6 +24,9 @@ static void usage(FILE *f)
 		"usage: mailkeep [-c FILE] [-v|-q] COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
+		"  init --email ADDR [--provider outlook|office365|custom] [--force]\n"
+		"                       write a commented configuration to start from, and\n"
+		"                       print the next steps\n"
 		"  check-config         read the configuration and print the resolved accounts\n"
 		"                       (secrets masked), or FILE:LINE errors\n"
 		"  folders [ACCOUNT]    connect (TLS verified), log in, and list the folders\n"
@@ -46,7 +49,7 @@ static void usage(FILE *f)
 		"                       enter at Microsoft's page); keeps the refresh token (0600)\n"
 		"  token [ACCOUNT]      refresh the account's access token and say how long it is\n"
 		"                       valid (never prints it)\n"
-		"  help                 this text\n"
+		"  help [COMMAND|config]   this text, a command's options, or the configuration\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE    configuration file (default: $MAILKEEP_CONFIG, else\n"
@@ -56,6 +59,9 @@ static void usage(FILE *f)
 		"  -V, --version        print the version\n"
 		"  -h, --help           this text\n"
 		"\n"
+		"Invoked as mailkeep-sendmail (or sendmail), it is `mailkeep sendmail`.\n"
+		"Manuals: mailkeep(1), mailkeep.conf(5).\n"
+		"\n"
 		"exit codes (sysexits.h):\n"
 		"  0 ok, 64 usage, 65 data error (verify found a problem), 69 unavailable\n"
 		"  (feature or pass_cmd), 70 internal error, 73 cannot create the store, 74 I/O error,\n"
@@ -63,6 +69,35 @@ static void usage(FILE *f)
 		"  failure (certificate not trusted, host name mismatch, old TLS), 77 login\n"
 		"  failed or unsafe file permissions, 78 configuration error\n",
 		MK_VERSION);
+}
+
+/* `mailkeep help config`: where the configuration lives and how to start
+ * (the reference is mailkeep.conf(5)). */
+static void usage_config(void)
+{
+	printf("The configuration is an INI file: $MAILKEEP_CONFIG, else\n"
+	       "$XDG_CONFIG_HOME/mailkeep/config, else ~/.config/mailkeep/config (or -c FILE).\n"
+	       "`mailkeep init --email ADDR` writes a commented one to start from.\n"
+	       "\n"
+	       "  [defaults]\n"
+	       "  store = ~/.local/share/mailkeep\n"
+	       "\n"
+	       "  [account personal]\n"
+	       "  provider = outlook            ; outlook | office365 | custom\n"
+	       "  email = me@outlook.com\n"
+	       "  oauth_client_id = <your app registration's Application (client) ID>\n"
+	       "\n"
+	       "Comments (; or #) start only at the start of a line.\n"
+	       "\n"
+	       "Signing in to Outlook.com / Microsoft 365 (auth = xoauth2): mailkeep ships no\n"
+	       "client ID. Register a public client once in Microsoft Entra (App registrations >\n"
+	       "New registration; \"Accounts in any organizational directory and personal\n"
+	       "Microsoft accounts\"; Authentication > Allow public client flows = Yes; API\n"
+	       "permissions, delegated: offline_access, IMAP.AccessAsUser.All,\n"
+	       "POP.AccessAsUser.All, SMTP.Send; no secret), set oauth_client_id to its\n"
+	       "Application (client) ID, then run `mailkeep login ACCOUNT`.\n"
+	       "\n"
+	       "Every key, its default and the presets: man 5 mailkeep.conf\n");
 }
 
 static int cmd_check_config(const struct mk_cli *cli, int argc, char **argv)
@@ -102,6 +137,17 @@ int main(int argc, char **argv)
 	/* A peer that closes while we write (a server dropping us mid-DATA,
 	 * an IMAP server gone away) must be an EPIPE error, not death. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Installed as mailkeep-sendmail (a symlink), or linked as sendmail,
+	 * the program is `mailkeep sendmail`: MUAs and cron call it with
+	 * sendmail's options only, so none of ours are parsed. */
+	const char *base = argc > 0 && argv[0] != NULL ? strrchr(argv[0], '/') : NULL;
+	base = base != NULL ? base + 1 : argc > 0 && argv[0] != NULL ? argv[0] : "";
+	if (strcmp(base, "mailkeep-sendmail") == 0 || strcmp(base, "sendmail") == 0) {
+		mk_log_set_level(MK_LOG_WARN);
+		int ex = mk_cli_sendmail(&cli, argc, argv);
+		mk_cli_tls_cache_free();
+		return ex;
+	}
 	int ch;
 	/* '+': stop at the first non-option (the command has its own options) */
 	while ((ch = getopt_long(argc, argv, "+c:vqVh", opts, NULL)) != -1) {
@@ -134,7 +180,19 @@ int main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	int sub_argc = argc - optind;
 	char **sub_argv = argv + optind;
-	if (strcmp(cmd, "help") == 0) {
+	if (strcmp(cmd, "help") == 0 && sub_argc > 1 && strcmp(sub_argv[1], "config") == 0) {
+		usage_config();
+		return MK_EXIT_OK;
+	}
+	static char help_opt[] = "--help";
+	char *help_argv[3] = {NULL, help_opt, NULL};
+	if (strcmp(cmd, "help") == 0 && sub_argc > 1 && strcmp(sub_argv[1], "help") != 0) {
+		/* `mailkeep help sync` is `mailkeep sync --help` */
+		cmd = sub_argv[1];
+		help_argv[0] = sub_argv[1];
+		sub_argc = 2;
+		sub_argv = help_argv;
+	} else if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return MK_EXIT_OK;
 	}
@@ -155,6 +213,7 @@ int main(int argc, char **argv)
 		/* issue 5: the outbox */
 		{"send", mk_cli_send},       {"sendmail", mk_cli_sendmail}, {"outbox", mk_cli_outbox},
 		{"login", mk_cli_login},     {"token", mk_cli_token}, /* issue 6 */
+		{"init", mk_cli_init}, /* issue 9 */
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) == 0) {

@@ -5,6 +5,8 @@
 #
 #   packaging/deps.sh            build + runtime dependencies
 #   packaging/deps.sh --test     ... plus the test servers (Dovecot, Postfix, openssl, python3)
+#                                and the packaging tests' tools (systemd-analyze, man, groff,
+#                                mandoc, dpkg-shlibdeps for cpack -G DEB)
 #
 # The mail servers are installed with their system daemons kept off: a
 # policy-rc.d that refuses every start, and Postfix preseeded to "No
@@ -14,7 +16,7 @@ set -eu
 build_pkgs="cmake make gcc pkg-config libuv1-dev android-libboringssl-dev zlib1g-dev liblmdb-dev
 libinih-dev libcjson-dev ca-certificates"
 test_pkgs="libcmocka-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl python3 notmuch clang
-libclang-rt-14-dev"
+libclang-rt-14-dev systemd procps man-db groff-base mandoc dpkg-dev file binutils bash"
 
 want="$build_pkgs"
 case "${1:-}" in

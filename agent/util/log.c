@@ -1,22 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * log.c - mk_log and protocol-line redaction.
+ *
+ * Where a line goes decides its form, detected once (mk_log_reset_output()
+ * detects again): when stderr is the journal (JOURNAL_STREAM names its
+ * device and inode, as systemd sets it), each line starts with its
+ * sd-daemon(3) priority "<N>" so that the journal records the level; on a
+ * terminal, without NO_COLOR and with a TERM other than "dumb", the words
+ * "error" and "warning" are coloured; anywhere else lines are plain text.
+ * A JOURNAL_STREAM that does not match stderr (inherited by a child whose
+ * stderr was redirected) is ignored, as sd_journal_stream_fd(3) asks.
  */
 #include "mk_log.h"
 #include "mk_err.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static enum mk_log_level cur_level = MK_LOG_WARN;
-static int journal = -1;
+static int journal = -1; /* -1: not detected yet */
+static bool colour;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug", "trace"};
 static const char *const cat_names[] = {"main", "net", "tls", "sync", "store", "sched", "cfg", "oauth", "proto"};
+
+/* "DEV:INO" in decimal, as systemd writes it. */
+static bool journal_matches(const char *v, int fd)
+{
+	char *end;
+	errno = 0;
+	unsigned long long dev = strtoull(v, &end, 10);
+	if (end == v || *end != ':' || errno != 0)
+		return false;
+	const char *p = end + 1;
+	unsigned long long ino = strtoull(p, &end, 10);
+	if (end == p || *end != '\0' || errno != 0)
+		return false;
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void mk_log_reset_output(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	journal = v != NULL && journal_matches(v, STDERR_FILENO);
+	const char *nc = getenv("NO_COLOR");
+	const char *term = getenv("TERM");
+	colour = !journal && isatty(STDERR_FILENO) && (nc == NULL || nc[0] == '\0') &&
+		 (term == NULL || strcmp(term, "dumb") != 0);
+}
+
+bool mk_log_to_journal(void)
+{
+	if (journal < 0)
+		mk_log_reset_output();
+	return journal == 1;
+}
 
 void mk_log_set_level(enum mk_log_level level)
 {
@@ -50,7 +98,7 @@ void mk_log(enum mk_log_level level, enum mk_log_cat cat, const struct mk_log_ct
 	if (!mk_log_enabled(level))
 		return;
 	if (journal < 0)
-		journal = getenv("JOURNAL_STREAM") != NULL;
+		mk_log_reset_output();
 	char line[2048];
 	size_t off = 0;
 	int n;
@@ -76,7 +124,11 @@ void mk_log(enum mk_log_level level, enum mk_log_cat cat, const struct mk_log_ct
 		}
 	}
 	if (off < sizeof(line)) {
-		if (level <= MK_LOG_WARN)
+		/* bold red, bold yellow */
+		if (level <= MK_LOG_WARN && colour)
+			n = snprintf(line + off, sizeof(line) - off, ": \033[1;%dm%s\033[0m: ",
+				     level == MK_LOG_ERROR ? 31 : 33, level_names[level]);
+		else if (level <= MK_LOG_WARN)
 			n = snprintf(line + off, sizeof(line) - off, ": %s: ", level_names[level]);
 		else
 			n = snprintf(line + off, sizeof(line) - off, ": %s %s: ", level_names[level],

@@ -4,7 +4,8 @@
  *
  * Lines go to stderr as "mailkeep[account/mailbox#conn]: LEVEL CAT: text",
  * or with sd-daemon "<N>" priority prefixes when stderr is the journal
- * (JOURNAL_STREAM set). Callers must never pass secrets: traces of protocol
+ * (JOURNAL_STREAM set and naming stderr's device and inode); on a terminal
+ * the level words are coloured unless NO_COLOR is set or TERM is "dumb". Callers must never pass secrets: traces of protocol
  * lines go through mk_log_redact_line() first.
  */
 #ifndef MK_LOG_H
@@ -40,6 +41,12 @@ struct mk_log_ctx {
 };
 
 void mk_log_set_level(enum mk_log_level level);
+/* Detects again where stderr goes (journal, terminal, other), from
+ * JOURNAL_STREAM, NO_COLOR, TERM and stderr itself; mk_log() does it on
+ * its first line. Call after redirecting stderr. */
+void mk_log_reset_output(void);
+/* True when lines carry "<N>" journal priorities. */
+bool mk_log_to_journal(void);
 enum mk_log_level mk_log_get_level(void);
 static inline bool mk_log_enabled(enum mk_log_level level)
 {
