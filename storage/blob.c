@@ -69,6 +69,7 @@ void mk__store_body_release(struct mk_store_body *w)
 	mk__store_pool_wait(w);
 	if (w->z_active)
 		deflateEnd(&w->zs);
+	mk__store_mzenc_free(&w->enc);
 	mk_free(w->raw);
 	mk_free(w->zout);
 	mk_free(w->mem);
@@ -80,7 +81,7 @@ struct mk_store_body *mk_store_body_begin(struct mk_store_batch *b)
 	mk__store_pool_reap(b->st);
 	struct mk_store_body *w = mk_xcalloc(1, sizeof(*w));
 	w->b = b;
-	w->codec = MK__STORE_CODEC_ZLIB;
+	w->codec = MK__STORE_CODEC_MZ1;
 	mk_sha256_init(&w->sha_ctx);
 	*b->bodies_tail = w;
 	b->bodies_tail = &w->next;
@@ -190,18 +191,52 @@ static int deflate_in(struct mk_store_body *w, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The streaming body's sink for the mz1 encoder. */
+static int stream_feed(void *ud, const uint8_t *p, size_t n)
+{
+	return deflate_in(ud, p, n);
+}
+
+/* deflateParams flushes the input so far (Z_BLOCK) when the level
+ * changes; Z_BUF_ERROR means it needs more output room. */
+static int stream_level(void *ud, int level)
+{
+	struct mk_store_body *w = ud;
+	for (int i = 0; i < 64; i++) {
+		mem_reserve(w, OUT_BUF);
+		w->zs.next_out = w->mem + w->mem_len;
+		w->zs.avail_out = (uInt)(w->mem_cap - w->mem_len);
+		int zr = deflateParams(&w->zs, level, Z_DEFAULT_STRATEGY);
+		w->mem_len = w->mem_cap - w->zs.avail_out;
+		int ret = spill_full_chunks(w);
+		if (ret < 0)
+			return ret;
+		if (zr == Z_OK)
+			return 0;
+		if (zr != Z_BUF_ERROR)
+			return MK_EIO;
+	}
+	return MK_EIO;
+}
+
 /* The body reached MK_STORE_SPILL_BYTES: from now on it is deflated as it
  * is written (bounded memory whatever its size), starting with what was
  * buffered. */
 static int start_streaming(struct mk_store_body *w)
 {
+	struct mk_store *st = w->b->st;
 	w->zs.zalloc = mk__store_zalloc;
 	w->zs.zfree = mk__store_zfree;
 	/* deflateInit2 only fails on bad parameters or memory (which aborts). */
-	MK_ASSERT(deflateInit2(&w->zs, w->b->st->zlevel, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+	MK_ASSERT(deflateInit2(&w->zs, st->zlevel, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
 	w->z_active = true;
 	w->streaming = true;
-	int ret = deflate_in(w, w->raw, w->raw_len);
+	if (mk__store_zstart(&w->zs, st->zlevel) < 0)
+		return MK_EIO;
+	w->enc = mk__store_mzenc_new();
+	struct mk__store_zsink sink = {stream_feed, stream_level, w};
+	mk__store_mzenc_begin(w->enc, st->zlevel, &sink);
+	int ret = mk__store_mzenc_write(w->enc, w->raw, w->raw_len);
 	MK_FREE(&w->raw);
 	w->raw_len = w->raw_cap = 0;
 	return ret;
@@ -224,29 +259,39 @@ int mk_store_body_write(struct mk_store_body *w, const uint8_t *p, size_t n)
 			return ret;
 		}
 	}
-	int ret = deflate_in(w, p, n);
+	int ret = mk__store_mzenc_write(w->enc, p, n);
 	if (ret < 0)
 		w->failed = true;
 	return ret;
 }
 
-/* Inflates a whole small stream into exactly `raw` bytes. */
-static int inflate_mem(const uint8_t *in, size_t in_n, uint8_t *out, size_t raw)
+/* Decodes a whole small stream into exactly `raw` bytes. */
+static int decode_mem(uint8_t codec, const uint8_t *in, size_t in_n, uint8_t *out, size_t raw)
 {
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	zs.zalloc = mk__store_zalloc;
-	zs.zfree = mk__store_zfree;
-	if (inflateInit(&zs) != Z_OK)
-		return MK_EIO;
-	uint8_t dummy;
-	zs.next_in = (Bytef *)(uintptr_t)in;
-	zs.avail_in = (uInt)in_n;
-	zs.next_out = raw ? out : &dummy;
-	zs.avail_out = (uInt)raw;
-	int zr = inflate(&zs, Z_FINISH);
-	bool ok = zr == Z_STREAM_END && zs.total_out == raw && zs.avail_in == 0;
-	inflateEnd(&zs);
+	struct mk__store_dec d;
+	int ret = mk__store_dec_init(&d, codec);
+	if (ret < 0)
+		return ret;
+	mk__store_dec_input(&d, in, in_n);
+	size_t total = 0;
+	const char *why = NULL;
+	for (;;) {
+		size_t n = 0;
+		ret = mk__store_dec_out(&d, out + total, raw - total, &n, &why);
+		if (ret < 0 || n == 0)
+			break;
+		total += n;
+	}
+	if (ret == 0 && total == raw && !d.done) {
+		/* Exactly full: the end of the stream is still to be seen. */
+		uint8_t extra;
+		size_t n = 0;
+		ret = mk__store_dec_out(&d, &extra, 1, &n, &why);
+		if (n != 0)
+			ret = MK_EIO;
+	}
+	bool ok = ret == 0 && d.done && total == raw && d.zs.avail_in == 0;
+	mk__store_dec_end(&d);
 	return ok ? 0 : MK_EIO;
 }
 
@@ -264,9 +309,15 @@ int mk_store_body_finish(struct mk_store_body *w, uint8_t sha_r[MK_STORE_SHA_LEN
 		*raw_size_r = w->raw_size;
 		return 0;
 	}
+	int ret = mk__store_mzenc_finish(w->enc);
+	if (ret < 0) {
+		w->failed = true;
+		return ret;
+	}
+	mk__store_mzenc_free(&w->enc);
 	w->zs.next_in = NULL;
 	w->zs.avail_in = 0;
-	int ret = deflate_step(w, Z_FINISH);
+	ret = deflate_step(w, Z_FINISH);
 	if (ret < 0) {
 		w->failed = true;
 		return ret;
@@ -280,7 +331,7 @@ int mk_store_body_finish(struct mk_store_body *w, uint8_t sha_r[MK_STORE_SHA_LEN
 	 * still in memory, so raw_size < mem_len * 100 / 95 is small too. */
 	if (w->owner == 0 && (uint64_t)w->mem_len * 100 > w->raw_size * 95) {
 		uint8_t *raw = mk_xmalloc(w->raw_size ? (size_t)w->raw_size : 1);
-		ret = inflate_mem(w->mem, w->mem_len, raw, (size_t)w->raw_size);
+		ret = decode_mem(w->codec, w->mem, w->mem_len, raw, (size_t)w->raw_size);
 		if (ret < 0) {
 			mk_free(raw);
 			w->failed = true;
@@ -385,19 +436,15 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 {
 	struct reader r = {blob, {{0}}, 0, cb, ud, NULL};
 	mk_sha256_init(&r.sha);
-	bool zlib = blob->codec == MK__STORE_CODEC_ZLIB;
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	zs.zalloc = mk__store_zalloc;
-	zs.zfree = mk__store_zfree;
-	if (zlib && inflateInit(&zs) != Z_OK)
-		return MK_EIO;
-	uint8_t *out = zlib ? mk_xmalloc(OUT_BUF) : NULL;
+	bool coded = blob->codec != MK__STORE_CODEC_STORED;
+	struct mk__store_dec dec;
+	int ret = mk__store_dec_init(&dec, blob->codec);
+	if (ret == MK_ECORRUPT)
+		r.why = "unknown codec";
+	uint8_t *out = coded ? mk_xmalloc(OUT_BUF) : NULL;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	uint64_t stored = 0;
-	bool end = false;
-	int ret = 0;
 	for (uint32_t i = 0; i < blob->n_chunks && ret == 0; i++) {
 		const uint8_t *data;
 		size_t len = 0;
@@ -420,34 +467,25 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 		if (ret < 0)
 			break;
 		stored += len;
-		if (!zlib) {
+		if (!coded) {
 			ret = emit(&r, data, len);
 			continue;
 		}
-		if (end && len > 0) {
+		if (dec.done && len > 0) {
 			r.why = "data after the end of the zlib stream";
 			ret = MK_ECORRUPT;
 			break;
 		}
-		zs.next_in = (Bytef *)(uintptr_t)data;
-		zs.avail_in = (uInt)len;
-		while (ret == 0 && !end) {
-			zs.next_out = out;
-			zs.avail_out = OUT_BUF;
-			int zr = inflate(&zs, Z_NO_FLUSH);
-			if (zr == Z_STREAM_END) {
-				end = true;
-			} else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-				r.why = "zlib data error";
-				ret = MK_ECORRUPT;
-				break;
-			}
-			ret = emit(&r, out, OUT_BUF - zs.avail_out);
-			/* More output pending only if the buffer filled up. */
-			if (zs.avail_in == 0 && zs.avail_out != 0)
+		mk__store_dec_input(&dec, data, len);
+		for (;;) {
+			size_t n = 0;
+			ret = mk__store_dec_out(&dec, out, OUT_BUF, &n, &r.why);
+			if (ret == 0)
+				ret = emit(&r, out, n);
+			if (ret < 0 || n == 0)
 				break;
 		}
-		if (ret == 0 && end && zs.avail_in != 0) {
+		if (ret == 0 && dec.done && dec.zs.avail_in != 0) {
 			r.why = "data after the end of the zlib stream";
 			ret = MK_ECORRUPT;
 		}
@@ -455,7 +493,7 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 	if (ret == 0) {
 		uint8_t got[MK_STORE_SHA_LEN];
 		mk_sha256_final(&r.sha, got);
-		if (zlib && !end)
+		if (coded && !dec.done)
 			r.why = "truncated zlib stream";
 		else if (stored != blob->stored_size)
 			r.why = "stored size mismatch";
@@ -466,8 +504,7 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 		if (r.why != NULL)
 			ret = MK_ECORRUPT;
 	}
-	if (zlib)
-		inflateEnd(&zs);
+	mk__store_dec_end(&dec);
 	mk_free(out);
 	mk_free(buf);
 	if (why_r != NULL)
