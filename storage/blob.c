@@ -16,28 +16,60 @@
  * deflate call at finish, by the store's compression threads (pool.c);
  * bigger ones switch to the streaming path above once they reach it.
  *
- * The level (measured 2026-11, Debian 12, zlib 1.2.13, 2 shared CPUs;
- * store_bench files: corpus.py --count 1000 --seed 1, 78.9 MB, in memory,
- * batches of 100; bench_sync.sh: 1,000 messages, 85 MB, from Dovecot on the
- * same host; one deflate stream per message, "stored" when it does not pay):
+ * Codec (codec.c): new bodies are MK__STORE_CODEC_MZ1, one zlib stream
+ * with preset dictionary 1 (zdict.c) over the body with its base64 lines
+ * decoded; base64 runs that look already compressed are deflated at
+ * level 0 (stored blocks). Old stores' ZLIB and STORED blobs still read.
  *
- *   level  ratio  1 thread  store_bench, 2 threads    bench_sync, 2 threads
- *                 MB/s      wall/CPU s  mdb/gzip-6    wall/CPU s  (mbsync wall)
- *   1      0.542  71        0.98/1.25   1.167         1.27/1.43   (1.30)
- *   4      0.511  50        1.36/1.75   1.105         1.65/1.90   (1.12)
- *   5      0.504  38        1.73/2.22   1.089         2.05/2.39   (1.14)
- *   6      0.501  29        2.37/2.92   1.084         2.65/3.06   (0.98)
- *   6, 0 threads (as before):  2.91/2.87              3.46/3.13   (1.55)
+ * Measured 2026-12 (Debian 12, zlib 1.2.13, 2 shared CPUs), store_bench
+ * zlab: one body at a time on one thread, CPU = user+sys of compression
+ * only, median of 3 passes; "out/gz6" = compressed bytes over gzip -6 of
+ * the concatenated corpus (corpus.py --seed mailkeep-bench: 1k = 85.1 MB,
+ * 10k = 811 MB; 87 % of the bytes are base64 attachments):
  *
- * Levels 2 and 3: 0.532 at 66 MB/s, 0.526 at 55 MB/s; deflateTune points
- * fall on the same curve (level 6 with max_chain 16: 0.506 at 45 MB/s).
- * The threads take level 6 from 3.5 s to 2.7 s but not near mbsync: on 2
- * CPUs shared with the server its ~2.8 CPU-seconds per 80 MB are the
- * floor. So the default (MK__STORE_DEFAULT_ZLEVEL, for callers passing 0)
- * is 4: 40 % less CPU than 6 for 2 % more bytes; level 1 matches mbsync's
- * wall time but stores 8 % more. data.mdb is ~6 % over the compressed
- * bytes (each body's chunk is its own run of 4 KiB overflow pages), which
- * alone keeps every level above 1.05 x gzip -6.
+ *   codec        level   1k s/MB  out/gz6    10k s/MB  out/gz6
+ *   ZLIB (old)   1       0.0118   1.107      0.0120    1.106
+ *   ZLIB (old)   4       0.0166   1.042      0.0168    1.043
+ *   ZLIB (old)   6       0.0271   1.021      0.0272    1.022
+ *   ZLIB+dict    4       0.0169   1.021      0.0167    1.021
+ *   MZ1 no dict  4       0.0102   0.847      0.0101    0.853
+ *   MZ1 no detect 4      0.0124   0.823      0.0123    0.829
+ *   MZ1          1       0.0074   0.862      0.0077    0.867
+ *   MZ1          2       0.0080   0.849
+ *   MZ1          3       0.0102   0.839
+ *   MZ1          4       0.0108   0.826      0.0109    0.831
+ *   MZ1          5       0.0140   0.817
+ *   MZ1          6       0.0208   0.813      0.0211    0.818
+ *
+ * (gzip -6: 40.5 MB for 1k, 388.0 MB for 10k.) Decoding MZ1 (inflate
+ * plus the transform) costs 0.003 s/MB. Taken apart at level 4: the
+ * dictionary alone is -2.5 % of all bytes (-14 % on header and text bytes)
+ * for +6 % CPU; decoding base64 is the big step (-19 % bytes, -27 % CPU);
+ * storing runs that look already compressed takes another 13 % of the
+ * CPU off for +0.3 % bytes. What did not help: memLevel 9 (+0.2 % bytes,
+ * same CPU at levels 1 and 4), windowBits 14 (level 4: -6 % CPU for
+ * +1.6 % bytes, the trade level 3 already makes), other strategies on the
+ * raw message at level 6: Z_FILTERED 1.059 x gzip -6 at 0.0300 s/MB,
+ * Z_HUFFMAN_ONLY 1.359 at 0.0052, Z_RLE 1.352 at 0.0056 (fast, but base64
+ * of compressible data needs LZ matches).
+ *
+ * So MK__STORE_DEFAULT_ZLEVEL (and the config's compress_level default)
+ * is 4: 0.83 x gzip -6 at less CPU than the old codec's level 1 (which
+ * matched mbsync's wall time in bench_sync); level 1 saves another 30 %
+ * of CPU for 4 % more bytes, level 6 doubles the CPU for 1.5 %. With
+ * the store (store_bench files, 2 threads, batches of 100; CPU includes
+ * SHA-256 and LMDB), data.mdb over gzip -6:
+ *
+ *              1k: CPU s  data.mdb/gz6     10k: CPU s  data.mdb/gz6
+ *   old 1          1.12   1.166
+ *   old 4          1.63   1.102
+ *   old 6          2.48   1.081
+ *   MZ1 1          0.74   0.918            7.08        0.922
+ *   MZ1 4          1.01   0.879            9.52        0.884
+ *   MZ1 6          1.94   0.866            17.71       0.871
+ *
+ * data.mdb stays ~6.5 % over the compressed bytes (each body's chunk is
+ * its own run of 4 KiB overflow pages), now well inside gzip -6.
  */
 #include "mk_alloc.h"
 #include "mk_err.h"

@@ -25,9 +25,11 @@
  *    mk_store_batch_commit() waits for (or helps with) the jobs of its own
  *    batch before opening its one write transaction, so LMDB is only
  *    touched by the caller's thread and a MAP_FULL replay sees final data;
- *  - the stored bytes do not depend on the thread count: one deflate call
- *    per body from a reset state, the same codec rule (stored when the
- *    output exceeds 95 % of the input) as the streaming path.
+ *  - the stored bytes do not depend on the thread count: one MZ1 stream
+ *    per body (codec.c) from a reset state, the same codec rule (stored
+ *    when the output exceeds 95 % of the input) as the streaming path;
+ *    each worker's mz1 encoder (~66 KiB), like its deflate state, is made
+ *    and freed by the caller's thread.
  *  - mk_store_close() lets the workers drain the queue, joins them and
  *    reaps every body: no thread outlives the store.
  */
