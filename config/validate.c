@@ -412,7 +412,7 @@ static int expand_path(struct resolver *r, const struct mk__config_value *v, con
 static int resolve_store(struct resolver *r, struct mk_config *cfg)
 {
 	uint64_t lvl;
-	cfg->compress_level = 6;
+	cfg->compress_level = 4; /* measured in storage/blob.c */
 	if (r->raw->have_defaults && r->raw->defaults.v[MK__CONFIG_KEY_COMPRESS_LEVEL].text != NULL &&
 	    mk_str_to_u64(r->raw->defaults.v[MK__CONFIG_KEY_COMPRESS_LEVEL].text, 1, 9, &lvl) == 0)
 		cfg->compress_level = (int)lvl;

@@ -16,28 +16,60 @@
  * deflate call at finish, by the store's compression threads (pool.c);
  * bigger ones switch to the streaming path above once they reach it.
  *
- * The level (measured 2026-11, Debian 12, zlib 1.2.13, 2 shared CPUs;
- * store_bench files: corpus.py --count 1000 --seed 1, 78.9 MB, in memory,
- * batches of 100; bench_sync.sh: 1,000 messages, 85 MB, from Dovecot on the
- * same host; one deflate stream per message, "stored" when it does not pay):
+ * Codec (codec.c): new bodies are MK__STORE_CODEC_MZ1, one zlib stream
+ * with preset dictionary 1 (zdict.c) over the body with its base64 lines
+ * decoded; base64 runs that look already compressed are deflated at
+ * level 0 (stored blocks). Old stores' ZLIB and STORED blobs still read.
  *
- *   level  ratio  1 thread  store_bench, 2 threads    bench_sync, 2 threads
- *                 MB/s      wall/CPU s  mdb/gzip-6    wall/CPU s  (mbsync wall)
- *   1      0.542  71        0.98/1.25   1.167         1.27/1.43   (1.30)
- *   4      0.511  50        1.36/1.75   1.105         1.65/1.90   (1.12)
- *   5      0.504  38        1.73/2.22   1.089         2.05/2.39   (1.14)
- *   6      0.501  29        2.37/2.92   1.084         2.65/3.06   (0.98)
- *   6, 0 threads (as before):  2.91/2.87              3.46/3.13   (1.55)
+ * Measured 2026-12 (Debian 12, zlib 1.2.13, 2 shared CPUs), store_bench
+ * zlab: one body at a time on one thread, CPU = user+sys of compression
+ * only, median of 3 passes; "out/gz6" = compressed bytes over gzip -6 of
+ * the concatenated corpus (corpus.py --seed mailkeep-bench: 1k = 85.1 MB,
+ * 10k = 811 MB; 87 % of the bytes are base64 attachments):
  *
- * Levels 2 and 3: 0.532 at 66 MB/s, 0.526 at 55 MB/s; deflateTune points
- * fall on the same curve (level 6 with max_chain 16: 0.506 at 45 MB/s).
- * The threads take level 6 from 3.5 s to 2.7 s but not near mbsync: on 2
- * CPUs shared with the server its ~2.8 CPU-seconds per 80 MB are the
- * floor. So the default (MK__STORE_DEFAULT_ZLEVEL, for callers passing 0)
- * is 4: 40 % less CPU than 6 for 2 % more bytes; level 1 matches mbsync's
- * wall time but stores 8 % more. data.mdb is ~6 % over the compressed
- * bytes (each body's chunk is its own run of 4 KiB overflow pages), which
- * alone keeps every level above 1.05 x gzip -6.
+ *   codec        level   1k s/MB  out/gz6    10k s/MB  out/gz6
+ *   ZLIB (old)   1       0.0118   1.107      0.0120    1.106
+ *   ZLIB (old)   4       0.0166   1.042      0.0168    1.043
+ *   ZLIB (old)   6       0.0271   1.021      0.0272    1.022
+ *   ZLIB+dict    4       0.0169   1.021      0.0167    1.021
+ *   MZ1 no dict  4       0.0102   0.847      0.0101    0.853
+ *   MZ1 no detect 4      0.0124   0.823      0.0123    0.829
+ *   MZ1          1       0.0074   0.862      0.0077    0.867
+ *   MZ1          2       0.0080   0.849
+ *   MZ1          3       0.0102   0.839
+ *   MZ1          4       0.0108   0.826      0.0109    0.831
+ *   MZ1          5       0.0140   0.817
+ *   MZ1          6       0.0208   0.813      0.0211    0.818
+ *
+ * (gzip -6: 40.5 MB for 1k, 388.0 MB for 10k.) Decoding MZ1 (inflate
+ * plus the transform) costs 0.003 s/MB. Taken apart at level 4: the
+ * dictionary alone is -2.5 % of all bytes (-14 % on header and text bytes)
+ * for +6 % CPU; decoding base64 is the big step (-19 % bytes, -27 % CPU);
+ * storing runs that look already compressed takes another 13 % of the
+ * CPU off for +0.3 % bytes. What did not help: memLevel 9 (+0.2 % bytes,
+ * same CPU at levels 1 and 4), windowBits 14 (level 4: -6 % CPU for
+ * +1.6 % bytes, the trade level 3 already makes), other strategies on the
+ * raw message at level 6: Z_FILTERED 1.059 x gzip -6 at 0.0300 s/MB,
+ * Z_HUFFMAN_ONLY 1.359 at 0.0052, Z_RLE 1.352 at 0.0056 (fast, but base64
+ * of compressible data needs LZ matches).
+ *
+ * So MK__STORE_DEFAULT_ZLEVEL (and the config's compress_level default)
+ * is 4: 0.83 x gzip -6 at less CPU than the old codec's level 1 (which
+ * matched mbsync's wall time in bench_sync); level 1 saves another 30 %
+ * of CPU for 4 % more bytes, level 6 doubles the CPU for 1.5 %. With
+ * the store (store_bench files, 2 threads, batches of 100; CPU includes
+ * SHA-256 and LMDB), data.mdb over gzip -6:
+ *
+ *              1k: CPU s  data.mdb/gz6     10k: CPU s  data.mdb/gz6
+ *   old 1          1.12   1.166
+ *   old 4          1.63   1.102
+ *   old 6          2.48   1.081
+ *   MZ1 1          0.74   0.918            7.08        0.922
+ *   MZ1 4          1.01   0.879            9.52        0.884
+ *   MZ1 6          1.94   0.866            17.71       0.871
+ *
+ * data.mdb stays ~6.5 % over the compressed bytes (each body's chunk is
+ * its own run of 4 KiB overflow pages), now well inside gzip -6.
  */
 #include "mk_alloc.h"
 #include "mk_err.h"
@@ -69,6 +101,7 @@ void mk__store_body_release(struct mk_store_body *w)
 	mk__store_pool_wait(w);
 	if (w->z_active)
 		deflateEnd(&w->zs);
+	mk__store_mzenc_free(&w->enc);
 	mk_free(w->raw);
 	mk_free(w->zout);
 	mk_free(w->mem);
@@ -80,7 +113,7 @@ struct mk_store_body *mk_store_body_begin(struct mk_store_batch *b)
 	mk__store_pool_reap(b->st);
 	struct mk_store_body *w = mk_xcalloc(1, sizeof(*w));
 	w->b = b;
-	w->codec = MK__STORE_CODEC_ZLIB;
+	w->codec = MK__STORE_CODEC_MZ1;
 	mk_sha256_init(&w->sha_ctx);
 	*b->bodies_tail = w;
 	b->bodies_tail = &w->next;
@@ -190,18 +223,52 @@ static int deflate_in(struct mk_store_body *w, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The streaming body's sink for the mz1 encoder. */
+static int stream_feed(void *ud, const uint8_t *p, size_t n)
+{
+	return deflate_in(ud, p, n);
+}
+
+/* deflateParams flushes the input so far (Z_BLOCK) when the level
+ * changes; Z_BUF_ERROR means it needs more output room. */
+static int stream_level(void *ud, int level)
+{
+	struct mk_store_body *w = ud;
+	for (int i = 0; i < 64; i++) {
+		mem_reserve(w, OUT_BUF);
+		w->zs.next_out = w->mem + w->mem_len;
+		w->zs.avail_out = (uInt)(w->mem_cap - w->mem_len);
+		int zr = deflateParams(&w->zs, level, Z_DEFAULT_STRATEGY);
+		w->mem_len = w->mem_cap - w->zs.avail_out;
+		int ret = spill_full_chunks(w);
+		if (ret < 0)
+			return ret;
+		if (zr == Z_OK)
+			return 0;
+		if (zr != Z_BUF_ERROR)
+			return MK_EIO;
+	}
+	return MK_EIO;
+}
+
 /* The body reached MK_STORE_SPILL_BYTES: from now on it is deflated as it
  * is written (bounded memory whatever its size), starting with what was
  * buffered. */
 static int start_streaming(struct mk_store_body *w)
 {
+	struct mk_store *st = w->b->st;
 	w->zs.zalloc = mk__store_zalloc;
 	w->zs.zfree = mk__store_zfree;
 	/* deflateInit2 only fails on bad parameters or memory (which aborts). */
-	MK_ASSERT(deflateInit2(&w->zs, w->b->st->zlevel, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+	MK_ASSERT(deflateInit2(&w->zs, st->zlevel, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
 	w->z_active = true;
 	w->streaming = true;
-	int ret = deflate_in(w, w->raw, w->raw_len);
+	if (mk__store_zstart(&w->zs, st->zlevel) < 0)
+		return MK_EIO;
+	w->enc = mk__store_mzenc_new();
+	struct mk__store_zsink sink = {stream_feed, stream_level, w};
+	mk__store_mzenc_begin(w->enc, st->zlevel, &sink);
+	int ret = mk__store_mzenc_write(w->enc, w->raw, w->raw_len);
 	MK_FREE(&w->raw);
 	w->raw_len = w->raw_cap = 0;
 	return ret;
@@ -224,29 +291,39 @@ int mk_store_body_write(struct mk_store_body *w, const uint8_t *p, size_t n)
 			return ret;
 		}
 	}
-	int ret = deflate_in(w, p, n);
+	int ret = mk__store_mzenc_write(w->enc, p, n);
 	if (ret < 0)
 		w->failed = true;
 	return ret;
 }
 
-/* Inflates a whole small stream into exactly `raw` bytes. */
-static int inflate_mem(const uint8_t *in, size_t in_n, uint8_t *out, size_t raw)
+/* Decodes a whole small stream into exactly `raw` bytes. */
+static int decode_mem(uint8_t codec, const uint8_t *in, size_t in_n, uint8_t *out, size_t raw)
 {
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	zs.zalloc = mk__store_zalloc;
-	zs.zfree = mk__store_zfree;
-	if (inflateInit(&zs) != Z_OK)
-		return MK_EIO;
-	uint8_t dummy;
-	zs.next_in = (Bytef *)(uintptr_t)in;
-	zs.avail_in = (uInt)in_n;
-	zs.next_out = raw ? out : &dummy;
-	zs.avail_out = (uInt)raw;
-	int zr = inflate(&zs, Z_FINISH);
-	bool ok = zr == Z_STREAM_END && zs.total_out == raw && zs.avail_in == 0;
-	inflateEnd(&zs);
+	struct mk__store_dec d;
+	int ret = mk__store_dec_init(&d, codec);
+	if (ret < 0)
+		return ret;
+	mk__store_dec_input(&d, in, in_n);
+	size_t total = 0;
+	const char *why = NULL;
+	for (;;) {
+		size_t n = 0;
+		ret = mk__store_dec_out(&d, out + total, raw - total, &n, &why);
+		if (ret < 0 || n == 0)
+			break;
+		total += n;
+	}
+	if (ret == 0 && total == raw && !d.done) {
+		/* Exactly full: the end of the stream is still to be seen. */
+		uint8_t extra;
+		size_t n = 0;
+		ret = mk__store_dec_out(&d, &extra, 1, &n, &why);
+		if (n != 0)
+			ret = MK_EIO;
+	}
+	bool ok = ret == 0 && d.done && total == raw && d.zs.avail_in == 0;
+	mk__store_dec_end(&d);
 	return ok ? 0 : MK_EIO;
 }
 
@@ -264,9 +341,15 @@ int mk_store_body_finish(struct mk_store_body *w, uint8_t sha_r[MK_STORE_SHA_LEN
 		*raw_size_r = w->raw_size;
 		return 0;
 	}
+	int ret = mk__store_mzenc_finish(w->enc);
+	if (ret < 0) {
+		w->failed = true;
+		return ret;
+	}
+	mk__store_mzenc_free(&w->enc);
 	w->zs.next_in = NULL;
 	w->zs.avail_in = 0;
-	int ret = deflate_step(w, Z_FINISH);
+	ret = deflate_step(w, Z_FINISH);
 	if (ret < 0) {
 		w->failed = true;
 		return ret;
@@ -280,7 +363,7 @@ int mk_store_body_finish(struct mk_store_body *w, uint8_t sha_r[MK_STORE_SHA_LEN
 	 * still in memory, so raw_size < mem_len * 100 / 95 is small too. */
 	if (w->owner == 0 && (uint64_t)w->mem_len * 100 > w->raw_size * 95) {
 		uint8_t *raw = mk_xmalloc(w->raw_size ? (size_t)w->raw_size : 1);
-		ret = inflate_mem(w->mem, w->mem_len, raw, (size_t)w->raw_size);
+		ret = decode_mem(w->codec, w->mem, w->mem_len, raw, (size_t)w->raw_size);
 		if (ret < 0) {
 			mk_free(raw);
 			w->failed = true;
@@ -385,19 +468,15 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 {
 	struct reader r = {blob, {{0}}, 0, cb, ud, NULL};
 	mk_sha256_init(&r.sha);
-	bool zlib = blob->codec == MK__STORE_CODEC_ZLIB;
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	zs.zalloc = mk__store_zalloc;
-	zs.zfree = mk__store_zfree;
-	if (zlib && inflateInit(&zs) != Z_OK)
-		return MK_EIO;
-	uint8_t *out = zlib ? mk_xmalloc(OUT_BUF) : NULL;
+	bool coded = blob->codec != MK__STORE_CODEC_STORED;
+	struct mk__store_dec dec;
+	int ret = mk__store_dec_init(&dec, blob->codec);
+	if (ret == MK_ECORRUPT)
+		r.why = "unknown codec";
+	uint8_t *out = coded ? mk_xmalloc(OUT_BUF) : NULL;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	uint64_t stored = 0;
-	bool end = false;
-	int ret = 0;
 	for (uint32_t i = 0; i < blob->n_chunks && ret == 0; i++) {
 		const uint8_t *data;
 		size_t len = 0;
@@ -420,34 +499,25 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 		if (ret < 0)
 			break;
 		stored += len;
-		if (!zlib) {
+		if (!coded) {
 			ret = emit(&r, data, len);
 			continue;
 		}
-		if (end && len > 0) {
+		if (dec.done && len > 0) {
 			r.why = "data after the end of the zlib stream";
 			ret = MK_ECORRUPT;
 			break;
 		}
-		zs.next_in = (Bytef *)(uintptr_t)data;
-		zs.avail_in = (uInt)len;
-		while (ret == 0 && !end) {
-			zs.next_out = out;
-			zs.avail_out = OUT_BUF;
-			int zr = inflate(&zs, Z_NO_FLUSH);
-			if (zr == Z_STREAM_END) {
-				end = true;
-			} else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-				r.why = "zlib data error";
-				ret = MK_ECORRUPT;
-				break;
-			}
-			ret = emit(&r, out, OUT_BUF - zs.avail_out);
-			/* More output pending only if the buffer filled up. */
-			if (zs.avail_in == 0 && zs.avail_out != 0)
+		mk__store_dec_input(&dec, data, len);
+		for (;;) {
+			size_t n = 0;
+			ret = mk__store_dec_out(&dec, out, OUT_BUF, &n, &r.why);
+			if (ret == 0)
+				ret = emit(&r, out, n);
+			if (ret < 0 || n == 0)
 				break;
 		}
-		if (ret == 0 && end && zs.avail_in != 0) {
+		if (ret == 0 && dec.done && dec.zs.avail_in != 0) {
 			r.why = "data after the end of the zlib stream";
 			ret = MK_ECORRUPT;
 		}
@@ -455,7 +525,7 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 	if (ret == 0) {
 		uint8_t got[MK_STORE_SHA_LEN];
 		mk_sha256_final(&r.sha, got);
-		if (zlib && !end)
+		if (coded && !dec.done)
 			r.why = "truncated zlib stream";
 		else if (stored != blob->stored_size)
 			r.why = "stored size mismatch";
@@ -466,8 +536,7 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 		if (r.why != NULL)
 			ret = MK_ECORRUPT;
 	}
-	if (zlib)
-		inflateEnd(&zs);
+	mk__store_dec_end(&dec);
 	mk_free(out);
 	mk_free(buf);
 	if (why_r != NULL)

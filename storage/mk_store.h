@@ -2,7 +2,8 @@
 /*
  * mk_store.h - the message store: Maildir-style records in one LMDB
  * environment, bodies stored once (content-addressed by SHA-256 of the raw
- * RFC 822 bytes), zlib-compressed.
+ * RFC 822 bytes), zlib-compressed (with a preset dictionary, base64
+ * attachments decoded first: codec MZ1, storage/codec.c).
  *
  * Only storage/ sees LMDB or zlib types. No transaction outlives a
  * mk_store_* call. Writes are collected in a batch (struct mk_store_batch)

@@ -25,9 +25,11 @@
  *    mk_store_batch_commit() waits for (or helps with) the jobs of its own
  *    batch before opening its one write transaction, so LMDB is only
  *    touched by the caller's thread and a MAP_FULL replay sees final data;
- *  - the stored bytes do not depend on the thread count: one deflate call
- *    per body from a reset state, the same codec rule (stored when the
- *    output exceeds 95 % of the input) as the streaming path.
+ *  - the stored bytes do not depend on the thread count: one MZ1 stream
+ *    per body (codec.c) from a reset state, the same codec rule (stored
+ *    when the output exceeds 95 % of the input) as the streaming path;
+ *    each worker's mz1 encoder (~66 KiB), like its deflate state, is made
+ *    and freed by the caller's thread.
  *  - mk_store_close() lets the workers drain the queue, joins them and
  *    reaps every body: no thread outlives the store.
  */
@@ -38,19 +40,47 @@
 #include <signal.h>
 #include <string.h>
 
-/* One body in one go; identical bytes whichever thread runs it. */
-static int compress_one(z_stream *zs, const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t *len_r)
+/* The pool's sink: one fixed output buffer. Full means the body does
+ * not pay (finalize() stores it raw), so "no room" is an error here. */
+static int pool_feed(void *ud, const uint8_t *p, size_t n)
+{
+	z_stream *zs = ud;
+	zs->next_in = (Bytef *)(uintptr_t)p;
+	zs->avail_in = (uInt)n;
+	int zr = deflate(zs, Z_NO_FLUSH);
+	if (zr == Z_STREAM_ERROR)
+		return MK_EIO;
+	return zs->avail_in == 0 ? 0 : MK_ETOOBIG;
+}
+
+static int pool_level(void *ud, int level)
+{
+	int zr = deflateParams(ud, level, Z_DEFAULT_STRATEGY);
+	return zr == Z_OK ? 0 : zr == Z_BUF_ERROR ? MK_ETOOBIG : MK_EIO;
+}
+
+/* One body in one go (codec MZ1); identical bytes whichever thread runs
+ * it. */
+static int compress_one(struct mk_store *st, z_stream *zs, struct mk__store_mzenc *enc, const uint8_t *in, size_t n,
+			uint8_t *out, size_t cap, size_t *len_r)
 {
 	*len_r = 0;
-	if (deflateReset(zs) != Z_OK)
+	if (deflateReset(zs) != Z_OK || mk__store_zstart(zs, st->zlevel) < 0)
 		return MK_EIO;
-	zs->next_in = (Bytef *)(uintptr_t)in;
-	zs->avail_in = (uInt)n;
 	zs->next_out = out;
 	zs->avail_out = (uInt)cap;
+	struct mk__store_zsink sink = {pool_feed, pool_level, zs};
+	mk__store_mzenc_begin(enc, st->zlevel, &sink);
+	int ret = mk__store_mzenc_write(enc, in, n);
+	if (ret == 0)
+		ret = mk__store_mzenc_finish(enc);
+	if (ret < 0)
+		return ret;
+	zs->next_in = NULL;
+	zs->avail_in = 0;
 	int zr = deflate(zs, Z_FINISH);
 	if (zr != Z_STREAM_END)
-		return MK_EIO;
+		return MK_ETOOBIG;
 	*len_r = cap - zs->avail_out;
 	return 0;
 }
@@ -82,7 +112,7 @@ static void *worker_main(void *arg)
 		w->job_state = MK__STORE_JOB_RUNNING;
 		pthread_mutex_unlock(&p->mu);
 		size_t len = 0;
-		int err = compress_one(&wk->zs, w->raw, w->raw_len, w->zout, w->zout_cap, &len);
+		int err = compress_one(wk->st, &wk->zs, wk->enc, w->raw, w->raw_len, w->zout, w->zout_cap, &len);
 		pthread_mutex_lock(&p->mu);
 		w->zout_len = len;
 		w->job_err = err;
@@ -140,10 +170,12 @@ static void start_workers(struct mk_store *st)
 		wk->st = st;
 		zs_init(st, &wk->zs);
 		wk->z_active = true;
+		wk->enc = mk__store_mzenc_new();
 		if (pthread_create(&wk->tid, NULL, worker_main, wk) != 0) {
 			/* Fewer workers (or none: inline) is slower, not wrong. */
 			deflateEnd(&wk->zs);
 			wk->z_active = false;
+			mk__store_mzenc_free(&wk->enc);
 			break;
 		}
 		wk->started = true;
@@ -171,7 +203,7 @@ static void finalize(struct mk_store_body *w, int err, size_t zlen)
 		/* Drop the slack: a batch holds many small bodies. */
 		w->mem = mk_xrealloc(w->zout, zlen ? zlen : 1);
 		w->mem_len = w->mem_cap = zlen;
-		w->codec = MK__STORE_CODEC_ZLIB;
+		w->codec = MK__STORE_CODEC_MZ1;
 	}
 	w->raw = NULL;
 	w->raw_len = w->raw_cap = 0;
@@ -212,6 +244,7 @@ static z_stream *caller_zs(struct mk_store *st)
 	if (!p->z_active) {
 		zs_init(st, &p->zs);
 		p->z_active = true;
+		p->enc = mk__store_mzenc_new();
 	}
 	return &p->zs;
 }
@@ -224,7 +257,8 @@ static void help_locked(struct mk_store *st, struct mk_store_body *w)
 	dequeue_locked(p, w);
 	pthread_mutex_unlock(&p->mu);
 	size_t len = 0;
-	int err = compress_one(caller_zs(st), w->raw, w->raw_len, w->zout, w->zout_cap, &len);
+	z_stream *zs = caller_zs(st);
+	int err = compress_one(st, zs, p->enc, w->raw, w->raw_len, w->zout, w->zout_cap, &len);
 	pthread_mutex_lock(&p->mu);
 	w->zout_len = len;
 	w->job_err = err;
@@ -253,7 +287,8 @@ void mk__store_pool_submit(struct mk_store_body *w)
 		start_workers(st);
 	if (p->n_workers == 0) {
 		size_t len = 0;
-		int err = compress_one(caller_zs(st), w->raw, w->raw_len, w->zout, w->zout_cap, &len);
+		z_stream *zs = caller_zs(st);
+		int err = compress_one(st, zs, p->enc, w->raw, w->raw_len, w->zout, w->zout_cap, &len);
 		finalize(w, err, len);
 		return;
 	}
@@ -349,6 +384,7 @@ void mk__store_pool_stop(struct mk_store *st)
 				pthread_join(wk->tid, NULL);
 			if (wk->z_active)
 				deflateEnd(&wk->zs);
+			mk__store_mzenc_free(&wk->enc);
 		}
 		MK_FREE(&p->workers);
 		p->n_workers = 0;
@@ -367,6 +403,7 @@ void mk__store_pool_cleanup(struct mk_store *st)
 		deflateEnd(&p->zs);
 		p->z_active = false;
 	}
+	mk__store_mzenc_free(&p->enc);
 	if (p->sync_ready) {
 		pthread_cond_destroy(&p->done_cv);
 		pthread_cond_destroy(&p->work_cv);

@@ -17,8 +17,8 @@ struct mk_store_body_reader {
 	uint8_t sha[MK_STORE_SHA_LEN];
 	struct mk__store_blob blob;
 	struct mk_sha256 hash;
-	z_stream zs;
-	bool zlib, z_active, z_end, done;
+	struct mk__store_dec dec;
+	bool coded, dec_active, done;
 	uint32_t next_chunk;
 	uint8_t *buf; /* the current stored chunk */
 	size_t cap, len, off;
@@ -42,15 +42,14 @@ int mk_store_body_open(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
 	memcpy(r->sha, sha, MK_STORE_SHA_LEN);
 	r->blob = blob;
 	mk_sha256_init(&r->hash);
-	r->zlib = blob.codec == MK__STORE_CODEC_ZLIB;
-	if (r->zlib) {
-		r->zs.zalloc = mk__store_zalloc;
-		r->zs.zfree = mk__store_zfree;
-		if (inflateInit(&r->zs) != Z_OK) {
+	r->coded = blob.codec != MK__STORE_CODEC_STORED;
+	if (r->coded) {
+		ret = mk__store_dec_init(&r->dec, blob.codec);
+		if (ret < 0) {
 			mk_free(r);
-			return MK_EIO;
+			return ret;
 		}
-		r->z_active = true;
+		r->dec_active = true;
 	}
 	*r_r = r;
 	return 0;
@@ -78,7 +77,7 @@ static int fill(struct mk_store_body_reader *r)
 static int finish(struct mk_store_body_reader *r)
 {
 	r->done = true;
-	if (r->zlib && !r->z_end)
+	if (r->coded && !r->dec.done)
 		return MK_ECORRUPT;
 	if (r->stored != r->blob.stored_size || r->raw != r->blob.raw_size)
 		return MK_ECORRUPT;
@@ -97,7 +96,7 @@ int mk_store_body_next(struct mk_store_body_reader *r, uint8_t *out, size_t cap,
 		int f = fill(r);
 		if (f < 0)
 			return f;
-		if (!r->zlib) {
+		if (!r->coded) {
 			if (f == 0)
 				return finish(r);
 			n = r->len - r->off < cap ? r->len - r->off : cap;
@@ -105,27 +104,23 @@ int mk_store_body_next(struct mk_store_body_reader *r, uint8_t *out, size_t cap,
 			r->off += n;
 			break;
 		}
-		if (r->z_end) {
+		if (r->dec.done) {
 			if (f == 1)
-				return MK_ECORRUPT; /* data after the end of the zlib stream */
+				return MK_ECORRUPT; /* data after the end of the stream */
 			return finish(r);
 		}
-		if (f == 0)
-			return MK_ECORRUPT; /* truncated zlib stream */
-		r->zs.next_in = r->buf + r->off;
-		r->zs.avail_in = (uInt)(r->len - r->off);
-		r->zs.next_out = out;
-		r->zs.avail_out = (uInt)(cap > (1u << 30) ? (1u << 30) : cap);
-		uInt before_out = r->zs.avail_out;
-		int zr = inflate(&r->zs, Z_NO_FLUSH);
-		r->off = r->len - r->zs.avail_in;
-		if (zr == Z_STREAM_END)
-			r->z_end = true;
-		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+		/* f == 0 with the stream not ended: it may still have output
+		 * pending; no input and no output is a truncated stream. */
+		mk__store_dec_input(&r->dec, f == 1 ? r->buf + r->off : NULL, f == 1 ? r->len - r->off : 0);
+		const char *why = NULL;
+		int ret = mk__store_dec_out(&r->dec, out, cap, &n, &why);
+		r->off = r->len - r->dec.zs.avail_in;
+		if (ret < 0)
+			return ret;
+		if (r->dec.done && r->off < r->len)
 			return MK_ECORRUPT;
-		n = before_out - r->zs.avail_out;
-		if (r->z_end && r->off < r->len)
-			return MK_ECORRUPT;
+		if (n == 0 && !r->dec.done && f == 0)
+			return MK_ECORRUPT; /* truncated stream */
 	}
 	mk_sha256_update(&r->hash, out, n);
 	r->raw += n;
@@ -138,8 +133,8 @@ void mk_store_body_close(struct mk_store_body_reader **rp)
 	struct mk_store_body_reader *r = *rp;
 	if (r == NULL)
 		return;
-	if (r->z_active)
-		inflateEnd(&r->zs);
+	if (r->dec_active)
+		mk__store_dec_end(&r->dec);
 	mk_free(r->buf);
 	mk_free(r);
 	*rp = NULL;

@@ -367,7 +367,7 @@ int mk__store_decode_blob(const uint8_t *p, size_t n, struct mk__store_blob *b)
 	b->codec = r_u8(&r);
 	b->owner = r_u64(&r);
 	b->n_chunks = r_u32(&r);
-	if (b->codec != MK__STORE_CODEC_STORED && b->codec != MK__STORE_CODEC_ZLIB)
+	if (b->codec != MK__STORE_CODEC_STORED && b->codec != MK__STORE_CODEC_ZLIB && b->codec != MK__STORE_CODEC_MZ1)
 		r.bad = true;
 	/* Every chunk but the last is full, so the count follows from the
 	 * stored size; a stored body is its raw bytes. Checking here keeps

@@ -1214,6 +1214,42 @@ int mk__store_test_refcount(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_
 	return ret;
 }
 
+struct raw_blob_ctx {
+	const uint8_t *sha;
+	const struct mk__store_blob *blob;
+	const uint8_t *p;
+};
+
+static int raw_blob_txn(struct mk_store *st, MDB_txn *txn, void *ud)
+{
+	struct raw_blob_ctx *rc = ud;
+	struct mk__store_blob b = *rc->blob;
+	int ret = 0;
+	if (b.stored_size > 0) {
+		ret = mk__store_alloc_owner(st, txn, &b.owner);
+		if (ret == 0)
+			ret = mk__store_put_chunk(st, txn, b.owner, 0, rc->p, (size_t)b.stored_size);
+	}
+	if (ret == 0)
+		ret = mk__store_put_blob(st, txn, rc->sha, &b);
+	return ret;
+}
+
+int mk__store_test_put_raw_blob(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int codec,
+				const uint8_t *p, size_t n, uint64_t raw_size)
+{
+	if (n > MK__STORE_CHUNK)
+		return MK_EINVAL;
+	struct mk__store_blob b;
+	memset(&b, 0, sizeof(b));
+	b.raw_size = raw_size;
+	b.stored_size = n;
+	b.n_chunks = n > 0;
+	b.codec = (uint8_t)codec;
+	struct raw_blob_ctx rc = {sha, &b, p};
+	return mk__store_write(st, raw_blob_txn, &rc, false);
+}
+
 int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int *codec_r,
 			     uint32_t *n_chunks_r)
 {

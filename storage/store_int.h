@@ -48,10 +48,91 @@
 #define MK__STORE_MBOX_VAL_MAX 1536
 #define MK__STORE_BLOB_VAL_MAX 64
 
+/* Codec of a blob's stored bytes (blobs.codec). Numbers are forever: a
+ * store written by any version must stay readable. */
 enum mk__store_codec {
-	MK__STORE_CODEC_STORED = 0,
-	MK__STORE_CODEC_ZLIB = 1,
+	MK__STORE_CODEC_STORED = 0, /* the raw bytes */
+	MK__STORE_CODEC_ZLIB = 1,   /* one zlib stream of the raw bytes (old stores) */
+	/* One zlib stream with preset dictionary 1 (zdict.c, whose bytes
+	 * never change; the stream records its Adler-32) of the "mz1"
+	 * transform of the raw bytes (codec.c: base64 lines decoded). What
+	 * new bodies are written with. */
+	MK__STORE_CODEC_MZ1 = 2,
 };
+
+/* ---- codec.c, zdict.c: codec MZ1 ---- */
+
+extern const uint8_t mk__store_zdict1[];
+extern const size_t mk__store_zdict1_len;
+/* Adler-32 of dictionary 1, as found in every MZ1 stream's header. */
+#define MK__STORE_ZDICT1_ADLER 0xfab1b9a9u
+#define MK__STORE_ZDICT1_LEN 17810u
+
+/* Limits of the mz1 records (part of the format: never change). */
+#define MZ_LIT_MAX 16384u
+#define MZ_RUN_MAX 49152u
+#define MZ_MIN_L 16u
+#define MZ_MAX_L 1020u
+
+/* Where the encoder's output goes: feed() deflates bytes (Z_NO_FLUSH),
+ * level() switches the deflate level between records (deflateParams).
+ * Both return 0 or a negative error, which the encoder passes on. */
+struct mk__store_zsink {
+	int (*feed)(void *ud, const uint8_t *p, size_t n);
+	int (*level)(void *ud, int level);
+	void *ud;
+};
+struct mk__store_mzenc;
+/* ~66 KiB: a line, a literal and a run buffer (never more per body). */
+struct mk__store_mzenc *mk__store_mzenc_new(void);
+void mk__store_mzenc_free(struct mk__store_mzenc **ep);
+/* Starts a body at `level`, the stream being at `level` already. */
+void mk__store_mzenc_begin(struct mk__store_mzenc *e, int level, const struct mk__store_zsink *sink);
+int mk__store_mzenc_write(struct mk__store_mzenc *e, const uint8_t *p, size_t n);
+/* Feeds whatever is pending; then the caller runs deflate(Z_FINISH). */
+int mk__store_mzenc_finish(struct mk__store_mzenc *e);
+/* Counters: base64 runs and runs stored (level 0) as incompressible. */
+void mk__store_mzenc_stats(const struct mk__store_mzenc *e, uint64_t *runs_r, uint64_t *stored_runs_r);
+/* Bench only, single-threaded: incompressible-run detection on/off. */
+void mk__store_test_mz_detect(bool on);
+/* A deflate state straight after deflateInit2/deflateReset becomes the
+ * start of an MZ1 stream at `level` (dictionary set). 0 or MK_EIO. */
+int mk__store_zstart(z_stream *zs, int level);
+
+/* The transform's decoder: a few bytes of state. */
+struct mk__store_mzdec {
+	uint8_t state, vshift, ngrp, npend, pend_off;
+	uint8_t grp[3];
+	uint8_t pend[8];
+	uint32_t v, bpl, line_left, lines;
+	size_t left;
+};
+void mk__store_mzdec_init(struct mk__store_mzdec *d);
+/* Between records with nothing pending (the only valid end). */
+bool mk__store_mzdec_idle(const struct mk__store_mzdec *d);
+/* Consumes in (*used_r bytes), writes up to cap bytes (*made_r).
+ * Returns 0 or MK_ECORRUPT. */
+int mk__store_mzdec_run(struct mk__store_mzdec *d, const uint8_t *in, size_t in_n, size_t *used_r, uint8_t *out,
+			size_t cap, size_t *made_r);
+
+/* Stored bytes -> raw bytes for codec ZLIB or MZ1 (STORED: nothing to
+ * do, the callers copy). Pull-style: dec_input() a piece of stored bytes,
+ * then dec_out() until it gives 0 bytes: then either `done` (the stream
+ * ended; any stored byte left is corruption) or it needs more input. */
+struct mk__store_dec {
+	uint8_t codec;
+	bool z_active, z_end, done;
+	z_stream zs;
+	struct mk__store_mzdec md;
+	uint8_t *zbuf; /* MZ1: inflated, not yet decoded */
+	size_t zlen, zoff;
+};
+/* 0, MK_ECORRUPT (unknown codec), MK_EIO. */
+int mk__store_dec_init(struct mk__store_dec *d, uint8_t codec);
+void mk__store_dec_end(struct mk__store_dec *d);
+void mk__store_dec_input(struct mk__store_dec *d, const uint8_t *p, size_t n);
+/* 0 (bytes in *n_r, possibly 0) or MK_ECORRUPT (why in *why_r, static). */
+int mk__store_dec_out(struct mk__store_dec *d, uint8_t *out, size_t cap, size_t *n_r, const char **why_r);
 
 struct mk__store_blob {
 	uint64_t refcount;
@@ -70,6 +151,7 @@ struct mk__store_worker {
 	z_stream zs;
 	bool z_active;
 	bool started;
+	struct mk__store_mzenc *enc; /* made and freed by the caller's thread */
 };
 
 enum mk__store_job_state {
@@ -100,6 +182,7 @@ struct mk__store_pool {
 	/* The caller's own deflate state (threads 0, helping). */
 	z_stream zs;
 	bool z_active;
+	struct mk__store_mzenc *enc;
 	/* Counters (tests, bench). */
 	uint64_t jobs, jobs_helped, backpressure_waits;
 };
@@ -145,6 +228,7 @@ struct mk_store_body {
 	size_t zout_cap;
 	z_stream zs;
 	bool z_active;
+	struct mk__store_mzenc *enc; /* while streaming */
 	bool finished;
 	bool failed;
 	struct mk_sha256 sha_ctx;
@@ -345,6 +429,10 @@ void mk__store_test_pool_stats(struct mk_store *st, uint64_t *jobs_r, uint64_t *
 /* SHA-256 of a blob's stored bytes (its chunks, in order) and their count. */
 int mk__store_test_stored_digest(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
 				 uint8_t digest_r[MK_STORE_SHA_LEN], uint64_t *stored_r);
+/* Test: writes a blob as an older version would have (one chunk of the
+ * given stored bytes, refcount 0: a record must follow). */
+int mk__store_test_put_raw_blob(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int codec,
+				const uint8_t *p, size_t n, uint64_t raw_size);
 /* Codec and chunk count of a blob. */
 int mk__store_test_blob_info(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], int *codec_r,
 			     uint32_t *n_chunks_r);

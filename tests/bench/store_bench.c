@@ -17,6 +17,20 @@
  *                                        inline): wall, CPU, data.mdb size vs
  *                                        raw and vs gzip -6 of the
  *                                        concatenation (zlib, in process)
+ *   store_bench zlab EMLDIR LEVEL MODE [MEMLEVEL [WBITS [STRATEGY]]]
+ *                                        no store: compresses every file of
+ *                                        EMLDIR on its own, on this thread,
+ *                                        and reports CPU s/MB (compression
+ *                                        only; median of 3 passes), output
+ *                                        bytes vs gzip -6 of the
+ *                                        concatenation, and the decode speed.
+ *                                        MODE: zlib (codec ZLIB), dict (zlib
+ *                                        + dictionary 1), mz1 (codec MZ1:
+ *                                        dictionary, base64 decoded,
+ *                                        incompressible runs stored),
+ *                                        mz1-nodetect, mz1-nodict;
+ *                                        STRATEGY 0 default, 1 filtered,
+ *                                        2 huffman-only, 3 rle
  * DIR must not exist yet (a fresh store each run).
  */
 #include "mk_alloc.h"
@@ -160,6 +174,261 @@ static void gz_feed(struct gz *g, const uint8_t *p, size_t n, int flush)
 	} while (g->zs.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
 }
 
+/* Names of the regular files of dir, sorted; contents loaded. */
+static size_t load_dir(const char *emldir, uint8_t ***data_r, size_t **lens_r, uint64_t *raw_r)
+{
+	DIR *d = opendir(emldir);
+	if (d == NULL) {
+		perror(emldir);
+		exit(1);
+	}
+	char **names = NULL;
+	size_t n_names = 0, cap_names = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *path = mk_xasprintf("%s/%s", emldir, de->d_name);
+		struct stat sb;
+		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+			mk_free(path);
+			continue;
+		}
+		if (n_names == cap_names) {
+			cap_names = cap_names ? cap_names * 2 : 256;
+			names = mk_xrealloc(names, cap_names * sizeof(*names));
+		}
+		names[n_names++] = path;
+	}
+	closedir(d);
+	if (n_names > 0)
+		qsort(names, n_names, sizeof(*names), name_cmp);
+	uint8_t **data = mk_xcalloc(n_names ? n_names : 1, sizeof(*data));
+	size_t *lens = mk_xcalloc(n_names ? n_names : 1, sizeof(*lens));
+	*raw_r = 0;
+	for (size_t i = 0; i < n_names; i++) {
+		size_t cap = 0;
+		lens[i] = read_file(names[i], &data[i], &cap);
+		*raw_r += lens[i];
+		mk_free(names[i]);
+	}
+	mk_free(names);
+	*data_r = data;
+	*lens_r = lens;
+	return n_names;
+}
+
+struct zlab_sink {
+	z_stream zs;
+	uint8_t *out;
+	size_t cap;
+	uint64_t total;
+};
+
+/* Output goes to a scratch buffer; only its size counts. */
+static void zlab_drain(struct zlab_sink *k)
+{
+	k->total += k->cap - k->zs.avail_out;
+	k->zs.next_out = k->out;
+	k->zs.avail_out = (uInt)k->cap;
+}
+
+static int zlab_feed(void *ud, const uint8_t *p, size_t n)
+{
+	struct zlab_sink *k = ud;
+	k->zs.next_in = (Bytef *)(uintptr_t)p;
+	k->zs.avail_in = (uInt)n;
+	do {
+		if (deflate(&k->zs, Z_NO_FLUSH) == Z_STREAM_ERROR)
+			return MK_EIO;
+		zlab_drain(k);
+	} while (k->zs.avail_in != 0);
+	return 0;
+}
+
+static int zlab_level(void *ud, int level)
+{
+	struct zlab_sink *k = ud;
+	int zr;
+	while ((zr = deflateParams(&k->zs, level, Z_DEFAULT_STRATEGY)) == Z_BUF_ERROR)
+		zlab_drain(k);
+	zlab_drain(k);
+	return zr == Z_OK ? 0 : MK_EIO;
+}
+
+/* Appends (the buffer is big enough for the whole body). */
+static int grow_feed(void *ud, const uint8_t *p, size_t n)
+{
+	struct zlab_sink *k = ud;
+	k->zs.next_in = (Bytef *)(uintptr_t)p;
+	k->zs.avail_in = (uInt)n;
+	int zr = deflate(&k->zs, Z_NO_FLUSH);
+	return zr != Z_STREAM_ERROR && k->zs.avail_in == 0 ? 0 : MK_EIO;
+}
+
+static int grow_level(void *ud, int level)
+{
+	struct zlab_sink *k = ud;
+	return deflateParams(&k->zs, level, Z_DEFAULT_STRATEGY) == Z_OK ? 0 : MK_EIO;
+}
+
+static int bench_zlab(int argc, char **argv)
+{
+	const char *emldir = argv[2];
+	int level = (int)strtol(argv[3], NULL, 10);
+	const char *mode = argv[4];
+	int memlevel = argc > 5 ? (int)strtol(argv[5], NULL, 10) : 8;
+	int wbits = argc > 6 ? (int)strtol(argv[6], NULL, 10) : 15;
+	int strategy = argc > 7 ? (int)strtol(argv[7], NULL, 10) : 0;
+	bool mz = strncmp(mode, "mz1", 3) == 0;
+	bool dict = strcmp(mode, "dict") == 0 || strcmp(mode, "mz1") == 0 || strcmp(mode, "mz1-nodetect") == 0;
+	if (!mz && strcmp(mode, "zlib") != 0 && strcmp(mode, "dict") != 0) {
+		fprintf(stderr, "store_bench: unknown mode %s\n", mode);
+		return 2;
+	}
+	mk__store_test_mz_detect(strcmp(mode, "mz1-nodetect") != 0);
+	uint8_t **data;
+	size_t *lens;
+	uint64_t raw;
+	size_t n = load_dir(emldir, &data, &lens, &raw);
+	struct zlab_sink k;
+	memset(&k, 0, sizeof(k));
+	k.zs.zalloc = mk__store_zalloc;
+	k.zs.zfree = mk__store_zfree;
+	if (deflateInit2(&k.zs, level, Z_DEFLATED, wbits, memlevel, strategy) != Z_OK)
+		die("deflateInit2", MK_EINVAL);
+	k.cap = 256 * 1024;
+	k.out = mk_xmalloc(k.cap);
+	struct mk__store_mzenc *enc = mk__store_mzenc_new();
+	struct mk__store_zsink sink = {zlab_feed, zlab_level, &k};
+	double cpus[3];
+	for (int pass = 0; pass < 3; pass++) {
+		k.total = 0;
+		double c0 = cpu_s();
+		for (size_t i = 0; i < n; i++) {
+			if (deflateReset(&k.zs) != Z_OK || deflateParams(&k.zs, level, strategy) != Z_OK)
+				die("reset", MK_EIO);
+			if (dict && deflateSetDictionary(&k.zs, mk__store_zdict1, (uInt)mk__store_zdict1_len) != Z_OK)
+				die("dict", MK_EIO);
+			k.zs.next_out = k.out;
+			k.zs.avail_out = (uInt)k.cap;
+			if (mz) {
+				mk__store_mzenc_begin(enc, level, &sink);
+				if (mk__store_mzenc_write(enc, data[i], lens[i]) != 0 || mk__store_mzenc_finish(enc) != 0)
+					die("mz1", MK_EIO);
+			} else if (zlab_feed(&k, data[i], lens[i]) != 0) {
+				die("deflate", MK_EIO);
+			}
+			k.zs.avail_in = 0;
+			int zr;
+			while ((zr = deflate(&k.zs, Z_FINISH)) == Z_OK)
+				zlab_drain(&k);
+			if (zr != Z_STREAM_END)
+				die("finish", MK_EIO);
+			zlab_drain(&k);
+		}
+		cpus[pass] = cpu_s() - c0;
+	}
+	double c = cpus[0];
+	/* median of 3 */
+	if ((cpus[1] <= cpus[0] && cpus[0] <= cpus[2]) || (cpus[2] <= cpus[0] && cpus[0] <= cpus[1]))
+		c = cpus[0];
+	else if ((cpus[0] <= cpus[1] && cpus[1] <= cpus[2]) || (cpus[2] <= cpus[1] && cpus[1] <= cpus[0]))
+		c = cpus[1];
+	else
+		c = cpus[2];
+	uint64_t runs = 0, stored_runs = 0;
+	mk__store_mzenc_stats(enc, &runs, &stored_runs);
+	/* Round trip (not timed) and decode speed: each body compressed into
+	 * one buffer (output appended, never rewound), then decoded. */
+	double dec_s = 0;
+	bool rt_ok = true;
+	if (mz) {
+		size_t zcap = 0, ocap = 0;
+		uint8_t *zb = NULL, *ob = NULL;
+		for (size_t i = 0; i < n && rt_ok; i++) {
+			size_t need = lens[i] + lens[i] / 4 + 65536;
+			if (zcap < need) {
+				zb = mk_xrealloc(zb, need);
+				zcap = need;
+			}
+			if (ocap < lens[i] + 1) {
+				ob = mk_xrealloc(ob, lens[i] + 1);
+				ocap = lens[i] + 1;
+			}
+			struct zlab_sink kk;
+			memset(&kk, 0, sizeof(kk));
+			kk.zs.zalloc = mk__store_zalloc;
+			kk.zs.zfree = mk__store_zfree;
+			if (deflateInit2(&kk.zs, level, Z_DEFLATED, wbits, memlevel, strategy) != Z_OK ||
+			    (dict ? mk__store_zstart(&kk.zs, level) : 0) != 0)
+				die("init", MK_EIO);
+			kk.out = zb;
+			kk.cap = zcap;
+			kk.zs.next_out = zb;
+			kk.zs.avail_out = (uInt)zcap;
+			/* cap is huge: zlab_drain would rewind, so feed directly. */
+			struct mk__store_zsink s3 = {grow_feed, grow_level, &kk};
+			mk__store_mzenc_begin(enc, level, &s3);
+			if (mk__store_mzenc_write(enc, data[i], lens[i]) != 0 || mk__store_mzenc_finish(enc) != 0 ||
+			    deflate(&kk.zs, Z_FINISH) != Z_STREAM_END)
+				die("roundtrip deflate", MK_EIO);
+			size_t zlen = zcap - kk.zs.avail_out;
+			deflateEnd(&kk.zs);
+			double c1 = cpu_s();
+			struct mk__store_dec dec;
+			if (mk__store_dec_init(&dec, MK__STORE_CODEC_MZ1) != 0)
+				die("dec", MK_EIO);
+			mk__store_dec_input(&dec, zb, zlen);
+			size_t got = 0, k1 = 0;
+			const char *why = NULL;
+			do {
+				if (mk__store_dec_out(&dec, ob + got, ocap - got, &k1, &why) != 0) {
+					fprintf(stderr, "zlab: file %zu: %s\n", i, why);
+					rt_ok = false;
+					break;
+				}
+				got += k1;
+			} while (k1 > 0);
+			rt_ok = rt_ok && dec.done && got == lens[i] && memcmp(ob, data[i], got) == 0;
+			mk__store_dec_end(&dec);
+			dec_s += cpu_s() - c1;
+		}
+		mk_free(zb);
+		mk_free(ob);
+	}
+	printf("zlab: %zu files, %.1f MB, level %d, %s, memLevel %d, windowBits %d, strategy %d\n", n, (double)raw / 1e6,
+	       level, mode, memlevel, wbits, strategy);
+	printf("zlab: cpu %.3f s (passes %.3f %.3f %.3f) = %.4f s/MB; out %llu bytes (%.2f %% of raw)", c, cpus[0],
+	       cpus[1], cpus[2], c / ((double)raw / 1e6), (unsigned long long)k.total,
+	       100.0 * (double)k.total / (double)raw);
+	if (mz)
+		printf("; base64 runs %llu, stored %llu", (unsigned long long)runs / 3, (unsigned long long)stored_runs / 3);
+	printf("\n");
+	if (mz)
+		printf("zlab: round trip %s; decode (inflate + mz1) %.4f s/MB\n", rt_ok ? "byte-exact" : "FAILED",
+		       dec_s / ((double)raw / 1e6));
+	struct gz g;
+	memset(&g, 0, sizeof(g));
+	g.zs.zalloc = mk__store_zalloc;
+	g.zs.zfree = mk__store_zfree;
+	if (deflateInit2(&g.zs, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		die("gzip", MK_EIO);
+	for (size_t i = 0; i < n; i++)
+		gz_feed(&g, data[i], lens[i], Z_NO_FLUSH);
+	gz_feed(&g, NULL, 0, Z_FINISH);
+	deflateEnd(&g.zs);
+	printf("zlab: gzip -6 of the concatenation %llu bytes; out / gzip -6 = %.3f\n", (unsigned long long)g.total,
+	       (double)k.total / (double)g.total);
+	mk__store_mzenc_free(&enc);
+	deflateEnd(&k.zs);
+	mk_free(k.out);
+	for (size_t i = 0; i < n; i++)
+		mk_free(data[i]);
+	mk_free(data);
+	mk_free(lens);
+	return 0;
+}
+
 static int bench_files(struct mk_store *st, struct mk_store_batch *b, uint32_t acc, uint32_t mbid,
 		       const char *storedir, int argc, char **argv)
 {
@@ -269,9 +538,13 @@ static int bench_files(struct mk_store *st, struct mk_store_batch *b, uint32_t a
 
 int main(int argc, char **argv)
 {
+	if (argc >= 5 && strcmp(argv[1], "zlab") == 0)
+		return bench_zlab(argc, argv);
 	if (argc < 3 || (strcmp(argv[1], "files") == 0 && argc < 4)) {
 		fprintf(stderr, "usage: store_bench commit|stream DIR [N [BATCH] | MB]\n"
-				"       store_bench files DIR EMLDIR [LEVEL [THREADS [BATCH]]]\n");
+				"       store_bench files DIR EMLDIR [LEVEL [THREADS [BATCH]]]\n"
+				"       store_bench zlab EMLDIR LEVEL zlib|dict|mz1|mz1-nodetect|mz1-nodict "
+				"[MEMLEVEL [WBITS [STRATEGY]]]\n");
 		return 2;
 	}
 	int zlevel = 6;

@@ -1366,6 +1366,10 @@ static void test_folders_key(void **state)
 	assert_int_equal(mk_config_duration("0s", 1, 86400, &d), MK_EINVAL);
 	assert_int_equal(mk_config_duration("5x", 1, 86400, &d), MK_EINVAL);
 	assert_int_equal(mk_config_duration("2d", 1, 86400, &d), MK_EINVAL);
+	const char *dl = "[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\n";
+	assert_int_equal(mk_config_parse(dl, strlen(dl), "t.conf", "/home/u", &cfg, &err), 0);
+	assert_int_equal(cfg->compress_level, 4); /* the default (storage/blob.c) */
+	mk_config_free(&cfg);
 	const char *lvl = "[defaults]\ncompress_level = 1\n[account a]\nemail = a@b.c\nauth = plain\npassword = x\nimap_host = h\n";
 	assert_int_equal(mk_config_parse(lvl, strlen(lvl), "t.conf", "/home/u", &cfg, &err), 0);
 	assert_int_equal(cfg->compress_level, 1);

@@ -414,12 +414,13 @@ static void test_bodies_roundtrip(void **state)
 	assert_int_equal(codec, MK__STORE_CODEC_STORED);
 	assert_int_equal(nch, 0);
 	assert_int_equal(mk__store_test_blob_info(st, sha[0], &codec, &nch), 0);
-	assert_int_equal(codec, MK__STORE_CODEC_STORED); /* tiny: deflate does not pay */
+	/* tiny, but its header lines are in the preset dictionary */
+	assert_int_equal(codec, MK__STORE_CODEC_MZ1);
 	assert_int_equal(mk__store_test_blob_info(st, sha[2], &codec, &nch), 0);
-	assert_int_equal(codec, MK__STORE_CODEC_ZLIB); /* spilled: kept as zlib */
+	assert_int_equal(codec, MK__STORE_CODEC_MZ1); /* spilled: kept compressed */
 	assert_true(nch >= 5);
 	assert_int_equal(mk__store_test_blob_info(st, sha[3], &codec, &nch), 0);
-	assert_int_equal(codec, MK__STORE_CODEC_ZLIB);
+	assert_int_equal(codec, MK__STORE_CODEC_MZ1);
 
 	struct mk_store_msg got;
 	assert_int_equal(mk_store_message_get(st, acc, mb.id, 7, 11, &got), 0);
@@ -1065,7 +1066,7 @@ static void test_threads_identical(void **state)
 		assert_int_equal(mk__store_test_blob_info(s2, sha2[i], &c2, &n2), 0);
 		assert_int_equal(c0, c2);
 		assert_int_equal(n0, n2);
-		codecs[c0 == MK__STORE_CODEC_ZLIB]++;
+		codecs[c0 == MK__STORE_CODEC_MZ1]++;
 		uint8_t g0[32], g2[32];
 		uint64_t z0, z2;
 		assert_int_equal(mk__store_test_stored_digest(s0, sha0[i], g0, &z0), 0);
@@ -1496,6 +1497,412 @@ static void test_staging_other_process(void **state)
 	mk_free(dir);
 }
 
+/* ---- codec MZ1: preset dictionary + base64 lines decoded (codec.c) ---- */
+
+/* Appends base64 of n bytes of p in lines of `l` characters + eol. */
+static size_t put_b64(uint8_t *o, const uint8_t *p, size_t n, size_t l, const char *eol)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t k = 0, col = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+		o[k++] = (uint8_t)a[v >> 18];
+		o[k++] = (uint8_t)a[(v >> 12) & 63];
+		o[k++] = i + 1 < n ? (uint8_t)a[(v >> 6) & 63] : '=';
+		o[k++] = i + 2 < n ? (uint8_t)a[v & 63] : '=';
+		col += 4;
+		if (col >= l || i + 3 >= n) {
+			for (const char *e = eol; *e != '\0'; e++)
+				o[k++] = (uint8_t)*e;
+			col = 0;
+		}
+	}
+	return k;
+}
+
+/* A MIME message (CRLF) with a text part and base64 attachments: random
+ * bytes (incompressible), text-like bytes, 72-column lines. About n bytes. */
+static size_t make_mime(uint8_t *o, size_t n, uint64_t seed)
+{
+	size_t k = (size_t)snprintf((char *)o, n,
+				    "Received: from mx.example.com by mail.example.org (Postfix) with ESMTPS id %llx\r\n"
+				    "From: Carol <carol@example.com>\r\nTo: bob@example.org\r\nSubject: scan %llu\r\n"
+				    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n"
+				    "Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nSee the attached files.\r\n\r\n",
+				    (unsigned long long)seed, (unsigned long long)seed);
+	size_t part = (n - k) / 4;
+	uint8_t *bin = mk_xmalloc(part);
+	for (int i = 0; i < 3 && k + part * 4 / 3 + 4096 < n; i++) {
+		if (i == 1)
+			fill_text(bin, part, seed + 1);
+		else
+			fill_random(bin, part - (size_t)i, seed + (uint64_t)i);
+		k += (size_t)snprintf((char *)o + k, n - k,
+				      "--b1\r\nContent-Type: application/octet-stream; name=\"f%d\"\r\n"
+				      "Content-Transfer-Encoding: base64\r\n\r\n",
+				      i);
+		k += put_b64(o + k, bin, part - (size_t)i, i == 2 ? 72 : 76, "\r\n");
+	}
+	k += (size_t)snprintf((char *)o + k, n - k, "--b1--\r\n");
+	mk_free(bin);
+	return k;
+}
+
+/* Every level, pool (small) and streaming (spilled) bodies: byte-exact
+ * with push and pull reads, verify clean, written as MZ1. */
+static void test_mz1_levels(void **state)
+{
+	(void)state;
+	size_t big = 2600 * 1000;
+	uint8_t *mail = mk_xmalloc(big), *small = mk_xmalloc(300 * 1000);
+	size_t n_big = make_mime(mail, big, 7);
+	size_t n_small = make_mime(small, 300 * 1000, 8);
+	const char *tiny = "From: a@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\r\nhello\r\n";
+	for (int level = 1; level <= 9; level++) {
+		char *dir = new_dir("mz1-level");
+		struct mk_store *st = open_ok(dir, level);
+		uint32_t acc;
+		struct mk_store_mailbox mb;
+		assert_int_equal(mk_store_account(st, "a", true, &acc), 0);
+		assert_int_equal(mk_store_mailbox_get(st, acc, "INBOX", true, &mb), 0);
+		struct mk_store_batch *b = mk_store_batch_new(st);
+		uint8_t sha[3][32];
+		put_body(b, (const uint8_t *)tiny, strlen(tiny), 5, sha[0], NULL);
+		put_body(b, small, n_small, 999, sha[1], NULL);
+		put_body(b, mail, n_big, level % 2 ? 65537 : 1000, sha[2], NULL);
+		const uint8_t *want[3] = {(const uint8_t *)tiny, small, mail};
+		size_t len[3] = {strlen(tiny), n_small, n_big};
+		for (uint32_t i = 0; i < 3; i++) {
+			struct mk_store_msg m;
+			msg_init(&m, acc, mb.id, 1, i + 1, sha[i], len[i]);
+			assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+		}
+		assert_int_equal(mk_store_batch_commit(b), 0);
+		mk_store_batch_free(&b);
+		for (int i = 0; i < 3; i++) {
+			int codec;
+			uint32_t nch;
+			assert_int_equal(mk__store_test_blob_info(st, sha[i], &codec, &nch), 0);
+			assert_int_equal(codec, MK__STORE_CODEC_MZ1);
+			assert_body(st, sha[i], want[i], len[i]);
+			reader_check(st, sha[i], want[i], len[i], i == 0 ? 1 : 4093);
+		}
+		/* 2/3 of the base64 is random: stored, at 3/4 of its size. */
+		struct mk_store_stats s;
+		assert_int_equal(mk_store_stats(st, &s), 0);
+		assert_true(s.blob_stored_bytes < (n_big + n_small) * 62 / 100);
+		assert_clean(st);
+		mk_store_close(&st);
+		mk_free(dir);
+	}
+	mk_free(mail);
+	mk_free(small);
+}
+
+struct capture {
+	uint8_t *p;
+	size_t n, cap;
+};
+
+static int cap_feed(void *ud, const uint8_t *p, size_t n)
+{
+	struct capture *c = ud;
+	if (c->n + n > c->cap) {
+		c->cap = (c->n + n) * 2;
+		c->p = mk_xrealloc(c->p, c->cap);
+	}
+	memcpy(c->p + c->n, p, n);
+	c->n += n;
+	return 0;
+}
+
+static int cap_level(void *ud, int level)
+{
+	(void)ud;
+	(void)level;
+	return 0;
+}
+
+/* Encodes in random pieces; decodes with random input and output sizes. */
+static void mz_roundtrip(struct mk__store_mzenc *e, const uint8_t *p, size_t n, uint64_t *s, struct capture *whole)
+{
+	struct capture c = {NULL, 0, 0};
+	struct mk__store_zsink sink = {cap_feed, cap_level, &c};
+	mk__store_mzenc_begin(e, 6, &sink);
+	for (size_t off = 0; off < n;) {
+		size_t k = 1 + rng_next(s) % 1500;
+		if (k > n - off)
+			k = n - off;
+		assert_int_equal(mk__store_mzenc_write(e, p + off, k), 0);
+		off += k;
+	}
+	assert_int_equal(mk__store_mzenc_finish(e), 0);
+	if (whole != NULL) { /* the same records whatever the pieces */
+		assert_int_equal(c.n, whole->n);
+		assert_memory_equal(c.p, whole->p, c.n);
+	}
+	struct mk__store_mzdec d;
+	mk__store_mzdec_init(&d);
+	uint8_t *out = mk_xmalloc(n + 1);
+	size_t in_off = 0, got = 0;
+	for (int guard = 0; guard < 10000000; guard++) {
+		size_t in_k = 1 + rng_next(s) % 97, cap = 1 + rng_next(s) % 200;
+		if (in_k > c.n - in_off)
+			in_k = c.n - in_off;
+		if (cap > n + 1 - got)
+			cap = n + 1 - got;
+		size_t used = 0, made = 0;
+		assert_int_equal(mk__store_mzdec_run(&d, c.p + in_off, in_k, &used, out + got, cap, &made), 0);
+		in_off += used;
+		got += made;
+		if (in_off == c.n && made == 0)
+			break;
+	}
+	assert_true(mk__store_mzdec_idle(&d));
+	assert_int_equal(got, n);
+	assert_memory_equal(out, p, n);
+	mk_free(out);
+	mk_free(c.p);
+}
+
+static void test_mz1_transform(void **state)
+{
+	(void)state;
+	struct mk__store_mzenc *e = mk__store_mzenc_new();
+	uint64_t s = 99;
+	size_t cap = 400 * 1000;
+	uint8_t *p = mk_xmalloc(cap), *bin = mk_xmalloc(8192);
+	/* Awkward lines: every base64 line length around the limits, padding,
+	 * LF only, '=' inside, CR alone, long and empty lines, no final LF. */
+	static const size_t lens[] = {0, 3, 12, 16, 20, 64, 72, 76, 77, 78, 1016, 1020, 1024, 3000};
+	static const char *eols[] = {"\r\n", "\n", "\r", "\r\r\n", ""};
+	for (int iter = 0; iter < 300; iter++) {
+		size_t n = 0;
+		while (n + 40000 < cap && rng_next(&s) % 40 != 0) {
+			size_t kind = rng_next(&s) % 6;
+			if (kind == 0) {
+				fill_text(p + n, 200, rng_next(&s));
+				n += 200;
+				continue;
+			}
+			size_t nb = rng_next(&s) % 8192;
+			if (kind == 1)
+				fill_text(bin, nb, rng_next(&s));
+			else
+				fill_random(bin, nb, rng_next(&s));
+			size_t l = lens[rng_next(&s) % (sizeof(lens) / sizeof(lens[0]))];
+			if (l == 0)
+				l = 4;
+			n += put_b64(p + n, bin, nb, l, eols[rng_next(&s) % (kind == 2 ? 5 : 1)]);
+			if (kind == 3 && n > 0)
+				p[n - 1 - rng_next(&s) % (n > 50 ? 50 : n)] = (uint8_t)"=\r\n -"[rng_next(&s) % 5];
+		}
+		if (iter % 3 == 0 && n > 0)
+			n -= rng_next(&s) % (n < 80 ? n : 80); /* cut anywhere */
+		/* Reference: the whole input in one write. */
+		struct capture whole = {NULL, 0, 0};
+		struct mk__store_zsink sink = {cap_feed, cap_level, &whole};
+		mk__store_mzenc_begin(e, 6, &sink);
+		assert_int_equal(mk__store_mzenc_write(e, p, n), 0);
+		assert_int_equal(mk__store_mzenc_finish(e), 0);
+		mz_roundtrip(e, p, n, &s, &whole);
+		mk_free(whole.p);
+	}
+	uint64_t runs = 0, stored = 0;
+	mk__store_mzenc_stats(e, &runs, &stored);
+	assert_true(runs > 100 && stored > 10 && stored < runs);
+	mk__store_mzenc_free(&e);
+	assert_null(e);
+
+	/* Garbage never crashes the decoder and never yields more than asked. */
+	for (int iter = 0; iter < 3000; iter++) {
+		uint8_t in[64], out[300];
+		size_t in_n = rng_next(&s) % sizeof(in);
+		fill_random(in, in_n, rng_next(&s));
+		if (in_n > 0 && rng_next(&s) % 2)
+			in[0] = (uint8_t)(rng_next(&s) % 3);
+		struct mk__store_mzdec d;
+		mk__store_mzdec_init(&d);
+		size_t used = 0, made = 0, cap2 = rng_next(&s) % sizeof(out);
+		int r = mk__store_mzdec_run(&d, in, in_n, &used, out, cap2, &made);
+		assert_true(r == 0 || r == MK_ECORRUPT);
+		assert_true(used <= in_n && made <= cap2);
+	}
+	/* Limits are checked: a literal of 0 or over MZ_LIT_MAX, a run line
+	 * length not a multiple of 4, a run over MZ_RUN_MAX, a 4-byte varint. */
+	static const uint8_t bad[][6] = {{0x00, 0x00}, {0x00, 0x81, 0x80, 0x01}, {0x01, 76 + 1, 1},
+					 {0x01, 8, 1},  {0x01, 76, 0x81, 0x08},  {0x00, 0x80, 0x80, 0x80, 0x01}, {0x02}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct mk__store_mzdec d;
+		mk__store_mzdec_init(&d);
+		uint8_t out[16];
+		size_t used, made;
+		assert_int_equal(mk__store_mzdec_run(&d, bad[i], sizeof(bad[i]), &used, out, sizeof(out), &made),
+				 MK_ECORRUPT);
+	}
+	mk_free(p);
+	mk_free(bin);
+}
+
+/* Dictionary 1 is pinned: changing it would make every MZ1 blob unreadable. */
+static void test_mz1_dictionary_pinned(void **state)
+{
+	(void)state;
+	assert_int_equal(mk__store_zdict1_len, MK__STORE_ZDICT1_LEN);
+	assert_true(mk__store_zdict1_len <= 32768);
+	uLong a = adler32(0L, Z_NULL, 0);
+	a = adler32(a, mk__store_zdict1, (uInt)mk__store_zdict1_len);
+	assert_int_equal(a, MK__STORE_ZDICT1_ADLER);
+}
+
+static void put_raw_msg(struct mk_store *st, uint32_t acc, uint32_t mbid, uint32_t uid, int codec, const uint8_t *stored,
+			size_t stored_n, const uint8_t *raw, size_t raw_n, uint8_t sha[32])
+{
+	struct mk_sha256 h;
+	mk_sha256_init(&h);
+	mk_sha256_update(&h, raw, raw_n);
+	mk_sha256_final(&h, sha);
+	assert_int_equal(mk__store_test_put_raw_blob(st, sha, codec, stored, stored_n, raw_n), 0);
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	struct mk_store_msg m;
+	msg_init(&m, acc, mbid, 1, uid, sha, raw_n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+}
+
+/* Blobs of older versions (codec ZLIB without dictionary, STORED) still
+ * read and verify; a wrong dictionary id, or a dictionary stream labelled
+ * ZLIB, is corruption. */
+static void test_mz1_old_codecs(void **state)
+{
+	(void)state;
+	char *dir = new_dir("mz1-old");
+	struct mk_store *st = open_ok(dir, 0);
+	uint32_t acc;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &acc), 0);
+	assert_int_equal(mk_store_mailbox_get(st, acc, "INBOX", true, &mb), 0);
+	size_t n = 200 * 1000;
+	uint8_t *raw = mk_xmalloc(n);
+	size_t rn = make_mime(raw, n, 3);
+	uLongf zn = compressBound(rn);
+	uint8_t *z = mk_xmalloc(zn);
+	assert_int_equal(compress2(z, &zn, raw, rn, 6), Z_OK);
+	uint8_t sha_z[32], sha_s[32];
+	put_raw_msg(st, acc, mb.id, 1, MK__STORE_CODEC_ZLIB, z, zn, raw, rn, sha_z);
+	put_raw_msg(st, acc, mb.id, 2, MK__STORE_CODEC_STORED, raw, 5000, raw, 5000, sha_s);
+	assert_body(st, sha_z, raw, rn);
+	reader_check(st, sha_z, raw, rn, 777);
+	assert_body(st, sha_s, raw, 5000);
+	assert_clean(st);
+
+	/* An MZ1 stream (small, so it fits one deflate call) labelled ZLIB. */
+	const char *txt = "From: x@example.com\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n\r\nhi there\r\n";
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	uint8_t sha_m[32];
+	put_body(b, (const uint8_t *)txt, strlen(txt), 1000, sha_m, NULL);
+	struct mk_store_msg m;
+	msg_init(&m, acc, mb.id, 1, 3, sha_m, strlen(txt));
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	assert_body(st, sha_m, (const uint8_t *)txt, strlen(txt));
+	struct mk_store_body_reader *r = NULL;
+	assert_int_equal(mk_store_body_open(st, sha_m, &r), 0);
+	uint8_t buf[256];
+	size_t k = 0;
+	assert_int_equal(mk_store_body_next(r, buf, sizeof(buf), &k), 0);
+	mk_store_body_close(&r);
+	/* Its bytes again as codec ZLIB: inflate asks for a dictionary. */
+	uint8_t zz[256];
+	struct collect c = {NULL, 0, 0};
+	{
+		z_stream zs;
+		memset(&zs, 0, sizeof(zs));
+		assert_int_equal(deflateInit2(&zs, 4, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+		assert_int_equal(deflateSetDictionary(&zs, mk__store_zdict1, (uInt)mk__store_zdict1_len), Z_OK);
+		zs.next_in = (Bytef *)(uintptr_t)txt;
+		zs.avail_in = (uInt)strlen(txt);
+		zs.next_out = zz;
+		zs.avail_out = sizeof(zz);
+		assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+		size_t zl = sizeof(zz) - zs.avail_out;
+		deflateEnd(&zs);
+		uint8_t sha_x[32];
+		char *t2 = mk_xasprintf("%sX", txt); /* another sha */
+		struct mk_sha256 h;
+		mk_sha256_init(&h);
+		mk_sha256_update(&h, (const uint8_t *)t2, strlen(t2));
+		mk_sha256_final(&h, sha_x);
+		assert_int_equal(mk__store_test_put_raw_blob(st, sha_x, MK__STORE_CODEC_ZLIB, zz, zl, strlen(t2)), 0);
+		assert_int_equal(mk_store_body_read(st, sha_x, collect_cb, &c), MK_ECORRUPT);
+		mk_free(t2);
+	}
+	/* The MZ1 blob with a flipped byte in its dictionary id (bytes 2-5 of
+	 * the zlib stream), read both ways, and by verify. */
+	assert_int_equal(mk__store_test_corrupt_chunk(st, sha_m, 0, 3), 0);
+	c.n = 0;
+	assert_int_equal(mk_store_body_read(st, sha_m, collect_cb, &c), MK_ECORRUPT);
+	assert_int_equal(mk_store_body_open(st, sha_m, &r), 0);
+	assert_int_equal(mk_store_body_next(r, buf, sizeof(buf), &k), MK_ECORRUPT);
+	mk_store_body_close(&r);
+	struct mk_store_verify_report rep;
+	char last[256] = "";
+	assert_int_equal(mk_store_verify(st, &rep, problem_cb, last), 0);
+	assert_int_equal(rep.blobs_bad, 2); /* sha_x (no record: also an orphan) and sha_m */
+	assert_non_null(strstr(last, "dictionary"));
+	mk_free(c.p);
+	mk_free(raw);
+	mk_free(z);
+	mk_store_close(&st);
+	mk_free(dir);
+}
+
+/* Bodies that do not compress are stored raw (the pool path), and
+ * base64 of random bytes costs 3/4 of its size, not a deflate pass. */
+static void test_mz1_incompressible(void **state)
+{
+	(void)state;
+	char *dir = new_dir("mz1-inc");
+	struct mk_store *st = open_ok(dir, 6);
+	uint32_t acc;
+	struct mk_store_mailbox mb;
+	assert_int_equal(mk_store_account(st, "a", true, &acc), 0);
+	assert_int_equal(mk_store_mailbox_get(st, acc, "INBOX", true, &mb), 0);
+	size_t n = 300 * 1000;
+	uint8_t *rnd = mk_xmalloc(n), *b64 = mk_xmalloc(n * 2);
+	fill_random(rnd, n, 5);
+	size_t bn = put_b64(b64, rnd, n, 76, "\r\n");
+	struct mk_store_batch *b = mk_store_batch_new(st);
+	uint8_t sha[2][32];
+	put_body(b, rnd, n, 4096, sha[0], NULL);
+	put_body(b, b64, bn, 4096, sha[1], NULL);
+	struct mk_store_msg m;
+	msg_init(&m, acc, mb.id, 1, 1, sha[0], n);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	msg_init(&m, acc, mb.id, 1, 2, sha[1], bn);
+	assert_int_equal(mk_store_batch_put_message(b, &m), 0);
+	assert_int_equal(mk_store_batch_commit(b), 0);
+	mk_store_batch_free(&b);
+	int codec;
+	uint32_t nch;
+	assert_int_equal(mk__store_test_blob_info(st, sha[0], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_STORED);
+	assert_int_equal(mk__store_test_blob_info(st, sha[1], &codec, &nch), 0);
+	assert_int_equal(codec, MK__STORE_CODEC_MZ1);
+	struct mk_store_stats s;
+	assert_int_equal(mk_store_stats(st, &s), 0);
+	/* n raw + the base64 at ~n + a little framing */
+	assert_true(s.blob_stored_bytes < n + n / 100 + n);
+	assert_body(st, sha[1], b64, bn);
+	assert_clean(st);
+	mk_store_close(&st);
+	mk_free(rnd);
+	mk_free(b64);
+	mk_free(dir);
+}
+
 /* ---- the outbox (issue 5) ---- */
 
 static int ob_count_cb(void *ud, const struct mk_store_outbox *o)
@@ -1660,6 +2067,11 @@ int main(void)
 		cmocka_unit_test(test_open_create),
 		cmocka_unit_test(test_accounts_mailboxes),
 		cmocka_unit_test(test_bodies_roundtrip),
+		cmocka_unit_test(test_mz1_levels),
+		cmocka_unit_test(test_mz1_transform),
+		cmocka_unit_test(test_mz1_dictionary_pinned),
+		cmocka_unit_test(test_mz1_old_codecs),
+		cmocka_unit_test(test_mz1_incompressible),
 		cmocka_unit_test(test_dedupe),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_spill_abort),

@@ -4,6 +4,11 @@
  * every decoder runs on the input as is. A value that decodes must encode
  * back to the same bytes (the format has one spelling per value), and no
  * input may read out of bounds or leave a string unterminated.
+ *
+ * Also codec MZ1's transform (codec.c): the input as a record stream
+ * through the decoder in small pieces (corrupt or not, never more output
+ * than room), and the input as a message through the encoder and back,
+ * which must give the input again.
  */
 #include "mk_err.h"
 #include "store_int.h"
@@ -19,8 +24,74 @@ static void same(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 		__builtin_trap();
 }
 
+static int cap_feed(void *ud, const uint8_t *p, size_t n)
+{
+	uint8_t **w = ud;
+	memcpy(*w, p, n);
+	*w += n;
+	return 0;
+}
+
+static int cap_level(void *ud, int level)
+{
+	(void)ud;
+	(void)level;
+	return 0;
+}
+
+/* Decodes in (size n) into out (room cap) in pieces of `step`. */
+static int mz_decode(const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t step, size_t *got_r)
+{
+	struct mk__store_mzdec d;
+	mk__store_mzdec_init(&d);
+	size_t off = 0, got = 0;
+	for (;;) {
+		size_t k = n - off < step ? n - off : step;
+		size_t room = cap - got < step ? cap - got : step;
+		size_t used = 0, made = 0;
+		int r = mk__store_mzdec_run(&d, in + off, k, &used, out + got, room, &made);
+		if (used > k || made > room)
+			__builtin_trap();
+		off += used;
+		got += made;
+		if (r < 0)
+			return r;
+		if ((off == n && made == 0) || got == cap)
+			break;
+	}
+	*got_r = got;
+	return mk__store_mzdec_idle(&d) && off == n ? 0 : 1;
+}
+
+static void fuzz_mz1(const uint8_t *data, size_t size)
+{
+	static uint8_t out[1 << 18], enc[1 << 18];
+	size_t got;
+	(void)mz_decode(data, size, out, sizeof(out), 1 + size % 61, &got);
+	/* Encode: a record stream is never much longer than its input. */
+	if (size > sizeof(enc) / 2)
+		return;
+	static struct mk__store_mzenc *e;
+	if (e == NULL)
+		e = mk__store_mzenc_new();
+	uint8_t *w = enc;
+	struct mk__store_zsink sink = {cap_feed, cap_level, &w};
+	mk__store_mzenc_begin(e, 6, &sink);
+	size_t piece = 1 + (size > 0 ? data[0] : 0);
+	for (size_t off = 0; off < size; off += piece)
+		if (mk__store_mzenc_write(e, data + off, size - off < piece ? size - off : piece) != 0)
+			__builtin_trap();
+	if (mk__store_mzenc_finish(e) != 0)
+		__builtin_trap();
+	if (mz_decode(enc, (size_t)(w - enc), out, sizeof(out), 7, &got) != 0 || got != size ||
+	    memcmp(out, data, size) != 0)
+		__builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	fuzz_mz1(data, size);
+
 	uint8_t out[MK__STORE_MBOX_VAL_MAX];
 	uint32_t u32;
 	uint64_t u64;
