@@ -117,7 +117,7 @@ static int spawn_cmd(const char *cmd, pid_t *pid_r, int *fd_r)
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
 	char *const argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL};
-	pid_t pid;
+	pid_t pid = -1;
 	int r = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -177,8 +177,8 @@ enum outcome {
 static int run_pass_cmd(const struct mk_config_account *acct, char **secret_r, char **error_r)
 {
 	unsigned timeout = mk__config_cmd_timeout_ms();
-	pid_t pid;
-	int fd;
+	pid_t pid = -1; /* set by spawn_cmd on success (gcc -O2 cannot see it) */
+	int fd = -1;
 	int r = spawn_cmd(acct->pass_cmd, &pid, &fd);
 	if (r < 0) {
 		*error_r = mk_xasprintf("account %s: cannot run pass_cmd: %s", acct->name, strerror(-r));
