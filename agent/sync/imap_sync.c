@@ -41,6 +41,7 @@
 
 struct job {
 	char *name;
+	char *raw; /* the name as LIST sent it: EXAMINE sends it back unchanged */
 	char delim;
 	struct mk_sync_folder_result *res;
 };
@@ -651,7 +652,7 @@ static void start_folder(struct worker *w)
 	if (w->batch == NULL)
 		w->batch = mk_store_batch_new(s->o.store);
 	w->batch_started_ms = mk_time_mono_ms();
-	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = j->name};
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = j->raw, .a_wire = true};
 	if (mk_imap_session_submit(w->sess, &cmd, &w->tag_examine) < 0) {
 		folder_fail(w, MK_EINVAL, "cannot send EXAMINE for this name");
 		finish_job(w);
@@ -812,8 +813,17 @@ static int add_job(struct mk_sync *s, const struct mk_imap_list *l)
 {
 	if (l->noselect)
 		return 0;
-	if (!mk_config_folder_match(s->o.acct->folders, l->name, l->delimiter))
+	if (!mk_config_folder_match(s->o.acct->folders, l->name, l->delimiter)) {
+		/* said once per sync (the Outlook presets leave out the
+		 * non-mail folders: Calendar, Contacts, ...) */
+		size_t n = strlen(s->res.excluded);
+		if (n + strlen(l->name) + 8 < sizeof(s->res.excluded))
+			snprintf(s->res.excluded + n, sizeof(s->res.excluded) - n, "%s%s", n ? ", " : "", l->name);
+		else if (n + 5 < sizeof(s->res.excluded) && (n < 4 || strcmp(s->res.excluded + n - 3, "...") != 0))
+			snprintf(s->res.excluded + n, sizeof(s->res.excluded) - n, ", ...");
+		s->res.n_excluded++;
 		return 0;
+	}
 	if (s->o.skip_idle && mk_config_folder_match(s->o.acct->idle, l->name, l->delimiter))
 		return 0;
 	if (s->n_jobs >= 100000)
@@ -821,6 +831,7 @@ static int add_job(struct mk_sync *s, const struct mk_imap_list *l)
 	s->jobs = mk_xrealloc(s->jobs, (s->n_jobs + 1) * sizeof(*s->jobs));
 	struct job *j = &s->jobs[s->n_jobs++];
 	j->name = mk_xstrdup(l->name);
+	j->raw = mk_xstrdup(l->name_raw != NULL ? l->name_raw : l->name);
 	j->delim = l->delimiter;
 	j->res = NULL;
 	return 0;
@@ -1126,6 +1137,18 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		return;
 	}
 	if (ev->tag == w->tag_examine && w->st == W_EXAMINE) {
+		if (ev->status == MK_IMAP_NO && ev->text != NULL && strstr(ev->text, "Folder name is reserved") != NULL) {
+			/* Outlook's "Files" (OUTLOOK.md §2.3): listed, never
+			 * selectable, not mail. Not a failure. */
+			w->job->res->skipped = true;
+			snprintf(w->job->res->error, sizeof(w->job->res->error), "not a mail folder (server: NO %s)",
+				 ev->text);
+			mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s, folder %s: skipped, %s", acct_name(s),
+			       w->job->name, w->job->res->error);
+			finish_job(w);
+			next_job(w);
+			return;
+		}
 		if (ev->status != MK_IMAP_OK) {
 			folder_fail(w, MK_ESERVER, "EXAMINE failed: %s %s", mk_imap_status_name(ev->status), ev->text);
 			finish_job(w);
@@ -1639,8 +1662,10 @@ void mk_sync_free(struct mk_sync **sp)
 	if (s == NULL)
 		return;
 	MK_ASSERT(s->live_workers == 0);
-	for (size_t i = 0; i < s->n_jobs; i++)
+	for (size_t i = 0; i < s->n_jobs; i++) {
 		mk_free(s->jobs[i].name);
+		mk_free(s->jobs[i].raw);
+	}
 	mk_free(s->jobs);
 	for (size_t i = 0; i < s->n_listed; i++)
 		mk_free(s->listed[i]);
