@@ -88,6 +88,7 @@ struct worker {
 	unsigned fetch_in_flight;
 	bool list_done, logged_in;
 	struct job *job;
+	struct job *resume; /* a folder cut short by a token expiry: taken first after the new login */
 	/* folder state */
 	struct mk_store_mailbox mb;
 	uint32_t exists, uidvalidity, uidnext;
@@ -146,6 +147,7 @@ struct mk_sync {
 	bool secret_force;   /* ... with force_refresh */
 	bool secret_forced;  /* the current one came from a forced refresh */
 	bool asked_forced;   /* the request in flight is forced */
+	bool false_login_retried; /* Outlook's OK-then-BAD login: retried once with a new token */
 	int64_t secret_due_ms; /* mono ms at 85 % of its lifetime (0: unknown) */
 };
 
@@ -692,6 +694,12 @@ static struct job *claim_watch(struct worker *w)
 static void next_job(struct worker *w)
 {
 	struct mk_sync *s = w->s;
+	if (w->resume != NULL && !s->cancelled && w->st != W_LOGOUT && w->st != W_CLOSED) {
+		w->job = w->resume;
+		w->resume = NULL;
+		start_folder(w);
+		return;
+	}
 	if (!s->cancelled && s->next_job >= s->n_jobs && s->o.watch && w->st != W_LOGOUT && w->st != W_CLOSED) {
 		if (w->watch == NULL)
 			w->watch = claim_watch(w);
@@ -1074,6 +1082,28 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 	}
 	if (ev->status != MK_IMAP_OK && token_expired(w, ev->text))
 		return;
+	if (ev->status == MK_IMAP_OK && w->logged_in && ev->tag != w->tag_login)
+		s->false_login_retried = false; /* the session works */
+	if (ev->status != MK_IMAP_OK && w->logged_in && mk_login_false_login(ev->text)) {
+		/* not a protocol error: the login was no login at all */
+		snprintf(msg, sizeof(msg),
+			 "login as %s%s was accepted, then refused (server: %s %s): the access token is for another "
+			 "user; run `mailkeep login %s` and sign in as %s",
+			 s->o.acct->user, s->o.acct->auth == MK_CONFIG_AUTH_XOAUTH2 ? " (XOAUTH2)" : "",
+			 mk_imap_status_name(ev->status), ev->text, acct_name(s), s->o.acct->user);
+		if (s->o.get_secret != NULL && !s->false_login_retried && !s->cancelled) {
+			/* once with a new token (it may be a one-off); then it is final */
+			s->false_login_retried = true;
+			s->secret_stale = s->secret_force = true;
+			w->reconnect_now = true;
+			mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: %s; retrying with a new access token",
+			       acct_name(s), msg);
+			mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+			return;
+		}
+		mk_imap_session_abort(w->sess, MK_EAUTH, msg);
+		return;
+	}
 	if (ev->tag == w->tag_capa && w->st == W_LOGIN && !w->logged_in) {
 		login_or_wait(w);
 		return;
@@ -1081,6 +1111,11 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 	if (ev->tag == w->tag_login) {
 		if (ev->status != MK_IMAP_OK) {
 			mk_login_imap_failed(w->sess, s->o.acct, ev, msg, sizeof(msg));
+			if (mk_login_unavailable(ev->text)) {
+				/* not the credentials: try again later, with backoff */
+				mk_imap_session_abort(w->sess, MK_EUNAVAIL, msg);
+				return;
+			}
 			if (s->o.get_secret != NULL && !s->secret_forced && !s->cancelled) {
 				/* the token may have expired or been revoked since it
 				 * was issued: once more with a new one */
@@ -1150,7 +1185,8 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 			return;
 		}
 		if (ev->status != MK_IMAP_OK) {
-			folder_fail(w, MK_ESERVER, "EXAMINE failed: %s %s", mk_imap_status_name(ev->status), ev->text);
+			folder_fail(w, mk_login_unavailable(ev->text) ? MK_EUNAVAIL : MK_ESERVER, "EXAMINE failed: %s %s",
+				    mk_imap_status_name(ev->status), ev->text);
 			finish_job(w);
 			next_job(w);
 			return;
@@ -1418,8 +1454,19 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 			mk_store_body_abort(w->body);
 			w->body = NULL;
 		}
-		folder_fail(w, err ? err : MK_EEOF, "%s", err ? msg : "connection closed");
-		finish_job(w);
+		if (s->o.watch && !s->cancelled && w->reconnect_now && w->job != w->watch) {
+			/* the token expired mid-folder (or is being renewed): keep
+			 * what is complete and carry on with this folder after the
+			 * new login, instead of leaving it for the next poll */
+			if (w->batch != NULL)
+				(void)commit(w, false);
+			free_folder_state(w);
+			w->resume = w->job;
+			w->job = NULL;
+		} else {
+			folder_fail(w, err ? err : MK_EEOF, "%s", err ? msg : "connection closed");
+			finish_job(w);
+		}
 	}
 	if (w->batch != NULL)
 		mk_store_batch_free(&w->batch);
