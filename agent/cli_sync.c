@@ -106,6 +106,11 @@ static void on_folder(void *ud, const char *account, const struct mk_sync_folder
 	}
 	if (c->quiet)
 		return;
+	if (fr->skipped) {
+		printf("%s/%s: skipped, %s\n", account, fr->name, fr->error);
+		fflush(stdout);
+		return;
+	}
 	if (fr->new_messages || fr->flag_updates || fr->gone || fr->no_body || fr->uidvalidity_changed)
 		printf("%s/%s: %llu new (%.1f MB), %llu flag changes, %llu gone from server%s%s\n", account, fr->name,
 		       (unsigned long long)fr->new_messages, (double)fr->new_bytes / 1e6,
@@ -266,6 +271,10 @@ static int run_accounts(struct sync_cli *cp, struct mk_store *store, bool trace)
 			for (size_t k = 0; k < res->n_folders; k++)
 				if (res->folders[k].err != 0)
 					result = worse(result, mk_cli_exit_for(res->folders[k].err));
+			if (!cp->quiet && res->err == 0 && res->n_excluded > 0)
+				printf("%s: %zu folder%s not backed up (not mail, or left out by `folders`; see "
+				       "`mailkeep check-config`): %s\n",
+				       run->acct->name, res->n_excluded, res->n_excluded == 1 ? "" : "s", res->excluded);
 			if (!cp->quiet && res->err == 0 && !cp->verify)
 				printf("%s: %llu folders, %llu new messages (%.1f MB), %llu flag changes, %llu gone%s\n",
 				       run->acct->name, (unsigned long long)res->folders_ok,

@@ -34,6 +34,7 @@ int mk_cli_exit_for(int err)
 	case MK_ESERVER:
 		return MK_EXIT_PROTOCOL;
 	case MK_ETIMEDOUT:
+	case MK_EUNAVAIL:
 	case MK_EEOF:
 	case MK_ETRUNC:
 		return MK_EXIT_TEMPFAIL;

@@ -19,6 +19,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The outlook/office365 default of `folders`: every folder but Exchange's
+ * non-mail ones (OUTLOOK.md §2.3). */
+#define MK_CONFIG_OUTLOOK_FOLDERS                                                                                  \
+	"* !Calendar !Calendar/* !Contacts !Contacts/* !Tasks !Tasks/* !Notes !Notes/* !Journal !Journal/* "      \
+	"!\"Conversation History\" !\"Conversation History/*\" !\"RSS Feeds\" !\"RSS Feeds/*\" !\"Sync Issues\" "      \
+	"!\"Sync Issues/*\" !Files"
+
 enum mk_config_provider {
 	MK_CONFIG_PROVIDER_CUSTOM = 0,
 	MK_CONFIG_PROVIDER_OUTLOOK,
@@ -72,7 +79,8 @@ struct mk_config_account {
 	char *tls_fingerprint; /* "sha256/BASE64" of the SPKI, or NULL */
 	unsigned timeout_s;       /* connect, TLS handshake and read inactivity (default 30) */
 	unsigned max_connections; /* per account and protocol (default 4) */
-	char *folders;            /* folder patterns, default "*" (see mk_config_folder_match) */
+	char *folders;            /* folder patterns, default "*" (see mk_config_folder_match);
+				   * outlook/office365: MK_CONFIG_OUTLOOK_FOLDERS */
 	enum mk_config_fetch fetch;             /* issue 7: imap (default), pop3, both */
 	enum mk_config_pop3_delete pop3_delete; /* issue 7: never (default), after_store, after_days */
 	unsigned pop3_delete_days;              /* after_days N: N (0..36500) */

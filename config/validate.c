@@ -676,7 +676,12 @@ static int resolve_account(struct resolver *r, const struct mk__config_section *
 	    mk_str_to_u64(v->text, 1, MK_CONFIG_MAX_CONNECTIONS, &n) == 0)
 		out->max_connections = (unsigned)n;
 	v = get(r, a, MK__CONFIG_KEY_FOLDERS);
-	out->folders = mk_xstrdup(v != NULL ? v->text : "*");
+	/* Outlook's non-mail folders (OUTLOOK.md §2.3: calendar, contacts,
+	 * ... items, "break sync"; "Files" is reserved) are not mail: the
+	 * presets leave them out unless `folders` says otherwise. */
+	out->folders = mk_xstrdup(v != NULL ? v->text
+				  : out->provider != MK_CONFIG_PROVIDER_CUSTOM ? MK_CONFIG_OUTLOOK_FOLDERS
+									       : "*");
 	/* issue 7: what to fetch, and the POP3 delete policy */
 	const struct mk__config_value *fv = get(r, a, MK__CONFIG_KEY_FETCH);
 	out->fetch = fv != NULL ? fetch_values[mk__config_lookup(fetch_names, fv->text)] : MK_CONFIG_FETCH_IMAP;

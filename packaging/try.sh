@@ -7,17 +7,24 @@
 #
 #   packaging/try.sh            run the demo, then stop the server
 #   packaging/try.sh --keep     leave the server running and print how to use it
+#   packaging/try.sh --outlook-sim
+#                               the Outlook path instead: the Outlook.com simulator
+#                               (tests/sim/outlook_sim.py), `mailkeep login` (device
+#                               code approved for you), sync, the agent with IDLE push,
+#                               and a scheduled send that lands in Sent Items
 #
 # Environment (for the test suite): MK_TRY_SKIP_DEPS=1 skips apt-get,
 # MK_TRY_BUILD_DIR=DIR uses an existing build.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 keep=0
+sim=0
 case "${1:-}" in
 --keep) keep=1 ;;
+--outlook-sim) sim=1 ;;
 "") ;;
--h | --help) sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-*) echo "usage: $0 [--keep]" >&2; exit 64 ;;
+-h | --help) sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+*) echo "usage: $0 [--keep | --outlook-sim]" >&2; exit 64 ;;
 esac
 
 if [ "${MK_TRY_SKIP_DEPS:-0}" != 1 ]; then
@@ -30,6 +37,10 @@ if [ -z "${MK_TRY_BUILD_DIR:-}" ]; then
 	cmake --build "$build" -j"$(nproc)" >/dev/null
 fi
 mailkeep=$build/agent/mailkeep
+
+if [ "$sim" = 1 ]; then
+	exec "$here/packaging/try_outlook.sh" "$mailkeep"
+fi
 
 dir=$(mktemp -d /tmp/mailkeep-try.XXXXXX)
 stop() {

@@ -41,6 +41,7 @@
 
 struct job {
 	char *name;
+	char *raw; /* the name as LIST sent it: EXAMINE sends it back unchanged */
 	char delim;
 	struct mk_sync_folder_result *res;
 };
@@ -87,6 +88,7 @@ struct worker {
 	unsigned fetch_in_flight;
 	bool list_done, logged_in;
 	struct job *job;
+	struct job *resume; /* a folder cut short by a token expiry: taken first after the new login */
 	/* folder state */
 	struct mk_store_mailbox mb;
 	uint32_t exists, uidvalidity, uidnext;
@@ -145,6 +147,7 @@ struct mk_sync {
 	bool secret_force;   /* ... with force_refresh */
 	bool secret_forced;  /* the current one came from a forced refresh */
 	bool asked_forced;   /* the request in flight is forced */
+	bool false_login_retried; /* Outlook's OK-then-BAD login: retried once with a new token */
 	int64_t secret_due_ms; /* mono ms at 85 % of its lifetime (0: unknown) */
 };
 
@@ -651,7 +654,7 @@ static void start_folder(struct worker *w)
 	if (w->batch == NULL)
 		w->batch = mk_store_batch_new(s->o.store);
 	w->batch_started_ms = mk_time_mono_ms();
-	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = j->name};
+	struct mk_imap_cmd cmd = {.kind = MK_IMAP_CMD_EXAMINE, .a = j->raw, .a_wire = true};
 	if (mk_imap_session_submit(w->sess, &cmd, &w->tag_examine) < 0) {
 		folder_fail(w, MK_EINVAL, "cannot send EXAMINE for this name");
 		finish_job(w);
@@ -691,6 +694,12 @@ static struct job *claim_watch(struct worker *w)
 static void next_job(struct worker *w)
 {
 	struct mk_sync *s = w->s;
+	if (w->resume != NULL && !s->cancelled && w->st != W_LOGOUT && w->st != W_CLOSED) {
+		w->job = w->resume;
+		w->resume = NULL;
+		start_folder(w);
+		return;
+	}
 	if (!s->cancelled && s->next_job >= s->n_jobs && s->o.watch && w->st != W_LOGOUT && w->st != W_CLOSED) {
 		if (w->watch == NULL)
 			w->watch = claim_watch(w);
@@ -812,8 +821,17 @@ static int add_job(struct mk_sync *s, const struct mk_imap_list *l)
 {
 	if (l->noselect)
 		return 0;
-	if (!mk_config_folder_match(s->o.acct->folders, l->name, l->delimiter))
+	if (!mk_config_folder_match(s->o.acct->folders, l->name, l->delimiter)) {
+		/* said once per sync (the Outlook presets leave out the
+		 * non-mail folders: Calendar, Contacts, ...) */
+		size_t n = strlen(s->res.excluded);
+		if (n + strlen(l->name) + 8 < sizeof(s->res.excluded))
+			snprintf(s->res.excluded + n, sizeof(s->res.excluded) - n, "%s%s", n ? ", " : "", l->name);
+		else if (n + 5 < sizeof(s->res.excluded) && (n < 4 || strcmp(s->res.excluded + n - 3, "...") != 0))
+			snprintf(s->res.excluded + n, sizeof(s->res.excluded) - n, ", ...");
+		s->res.n_excluded++;
 		return 0;
+	}
 	if (s->o.skip_idle && mk_config_folder_match(s->o.acct->idle, l->name, l->delimiter))
 		return 0;
 	if (s->n_jobs >= 100000)
@@ -821,6 +839,7 @@ static int add_job(struct mk_sync *s, const struct mk_imap_list *l)
 	s->jobs = mk_xrealloc(s->jobs, (s->n_jobs + 1) * sizeof(*s->jobs));
 	struct job *j = &s->jobs[s->n_jobs++];
 	j->name = mk_xstrdup(l->name);
+	j->raw = mk_xstrdup(l->name_raw != NULL ? l->name_raw : l->name);
 	j->delim = l->delimiter;
 	j->res = NULL;
 	return 0;
@@ -1063,6 +1082,28 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 	}
 	if (ev->status != MK_IMAP_OK && token_expired(w, ev->text))
 		return;
+	if (ev->status == MK_IMAP_OK && w->logged_in && ev->tag != w->tag_login)
+		s->false_login_retried = false; /* the session works */
+	if (ev->status != MK_IMAP_OK && w->logged_in && mk_login_false_login(ev->text)) {
+		/* not a protocol error: the login was no login at all */
+		snprintf(msg, sizeof(msg),
+			 "login as %s%s was accepted, then refused (server: %s %s): the access token is for another "
+			 "user; run `mailkeep login %s` and sign in as %s",
+			 s->o.acct->user, s->o.acct->auth == MK_CONFIG_AUTH_XOAUTH2 ? " (XOAUTH2)" : "",
+			 mk_imap_status_name(ev->status), ev->text, acct_name(s), s->o.acct->user);
+		if (s->o.get_secret != NULL && !s->false_login_retried && !s->cancelled) {
+			/* once with a new token (it may be a one-off); then it is final */
+			s->false_login_retried = true;
+			s->secret_stale = s->secret_force = true;
+			w->reconnect_now = true;
+			mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s: %s; retrying with a new access token",
+			       acct_name(s), msg);
+			mk_imap_session_abort(w->sess, MK_ESERVER, msg);
+			return;
+		}
+		mk_imap_session_abort(w->sess, MK_EAUTH, msg);
+		return;
+	}
 	if (ev->tag == w->tag_capa && w->st == W_LOGIN && !w->logged_in) {
 		login_or_wait(w);
 		return;
@@ -1070,6 +1111,11 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 	if (ev->tag == w->tag_login) {
 		if (ev->status != MK_IMAP_OK) {
 			mk_login_imap_failed(w->sess, s->o.acct, ev, msg, sizeof(msg));
+			if (mk_login_unavailable(ev->text)) {
+				/* not the credentials: try again later, with backoff */
+				mk_imap_session_abort(w->sess, MK_EUNAVAIL, msg);
+				return;
+			}
 			if (s->o.get_secret != NULL && !s->secret_forced && !s->cancelled) {
 				/* the token may have expired or been revoked since it
 				 * was issued: once more with a new one */
@@ -1126,8 +1172,21 @@ static void on_tagged(struct worker *w, const struct mk_imap_event *ev)
 		return;
 	}
 	if (ev->tag == w->tag_examine && w->st == W_EXAMINE) {
+		if (ev->status == MK_IMAP_NO && ev->text != NULL && strstr(ev->text, "Folder name is reserved") != NULL) {
+			/* Outlook's "Files" (OUTLOOK.md §2.3): listed, never
+			 * selectable, not mail. Not a failure. */
+			w->job->res->skipped = true;
+			snprintf(w->job->res->error, sizeof(w->job->res->error), "not a mail folder (server: NO %s)",
+				 ev->text);
+			mk_log(MK_LOG_INFO, MK_LOG_CAT_SYNC, NULL, "account %s, folder %s: skipped, %s", acct_name(s),
+			       w->job->name, w->job->res->error);
+			finish_job(w);
+			next_job(w);
+			return;
+		}
 		if (ev->status != MK_IMAP_OK) {
-			folder_fail(w, MK_ESERVER, "EXAMINE failed: %s %s", mk_imap_status_name(ev->status), ev->text);
+			folder_fail(w, mk_login_unavailable(ev->text) ? MK_EUNAVAIL : MK_ESERVER, "EXAMINE failed: %s %s",
+				    mk_imap_status_name(ev->status), ev->text);
 			finish_job(w);
 			next_job(w);
 			return;
@@ -1395,8 +1454,19 @@ static void on_close(struct mk_imap_session *sess, int err, const char *msg, voi
 			mk_store_body_abort(w->body);
 			w->body = NULL;
 		}
-		folder_fail(w, err ? err : MK_EEOF, "%s", err ? msg : "connection closed");
-		finish_job(w);
+		if (s->o.watch && !s->cancelled && w->reconnect_now && w->job != w->watch) {
+			/* the token expired mid-folder (or is being renewed): keep
+			 * what is complete and carry on with this folder after the
+			 * new login, instead of leaving it for the next poll */
+			if (w->batch != NULL)
+				(void)commit(w, false);
+			free_folder_state(w);
+			w->resume = w->job;
+			w->job = NULL;
+		} else {
+			folder_fail(w, err ? err : MK_EEOF, "%s", err ? msg : "connection closed");
+			finish_job(w);
+		}
 	}
 	if (w->batch != NULL)
 		mk_store_batch_free(&w->batch);
@@ -1639,8 +1709,10 @@ void mk_sync_free(struct mk_sync **sp)
 	if (s == NULL)
 		return;
 	MK_ASSERT(s->live_workers == 0);
-	for (size_t i = 0; i < s->n_jobs; i++)
+	for (size_t i = 0; i < s->n_jobs; i++) {
 		mk_free(s->jobs[i].name);
+		mk_free(s->jobs[i].raw);
+	}
 	mk_free(s->jobs);
 	for (size_t i = 0; i < s->n_listed; i++)
 		mk_free(s->listed[i]);

@@ -85,3 +85,13 @@ bool mk_login_token_expired(const char *text)
 {
 	return text != NULL && strstr(text, "AccessTokenExpired") != NULL;
 }
+
+bool mk_login_unavailable(const char *text)
+{
+	return text != NULL && strstr(text, "Server Unavailable") != NULL;
+}
+
+bool mk_login_false_login(const char *text)
+{
+	return text != NULL && strstr(text, "User is authenticated but not connected") != NULL;
+}

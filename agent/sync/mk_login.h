@@ -46,4 +46,14 @@ void mk_login_pop3_failed(const struct mk_config_account *a, const struct mk_pop
  * §1.6): the session is to be re-established with a new token. */
 bool mk_login_token_expired(const char *text);
 
+/* Outlook's false login (OUTLOOK.md §2.7): AUTHENTICATE said OK, the next
+ * command is answered "BAD User is authenticated but not connected." (a token
+ * of another user or tenant). True for that text. */
+bool mk_login_false_login(const char *text);
+
+/* Exchange's "NO Server Unavailable. 15" (IMAP) / "-ERR Server
+ * Unavailable. 21" (POP3), at login or SELECT: the mailbox's back end is
+ * busy or moving (OUTLOOK.md §2.6). Temporary, not a refused login. */
+bool mk_login_unavailable(const char *text);
+
 #endif

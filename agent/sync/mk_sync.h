@@ -35,6 +35,7 @@ struct mk_sync_folder_result {
 	uint32_t first_missing;
 	int err; /* 0 or why this folder failed */
 	char error[400];
+	bool skipped; /* not a mail folder after all (Outlook's "NO Folder name is reserved"): error says why */
 };
 
 struct mk_sync_result {
@@ -44,6 +45,10 @@ struct mk_sync_result {
 	uint64_t new_messages, new_bytes, flag_updates, gone, no_body;
 	struct mk_sync_folder_result *folders; /* n_folders entries */
 	size_t n_folders;
+	/* folders LIST returned that `folders` excludes (Outlook presets: the
+	 * non-mail folders), "Calendar, Contacts, ..." (cut at the end) */
+	size_t n_excluded;
+	char excluded[600];
 };
 
 /* issue 6: the answer to get_secret (below): err 0 and the secret (valid

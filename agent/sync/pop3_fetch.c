@@ -448,7 +448,8 @@ static void on_reply(struct mk_pop3_fetch *f, const struct mk_pop3_event *ev)
 		if (!ev->ok) {
 			char msg[600];
 			mk_login_pop3_failed(a, ev, msg, sizeof(msg));
-			fail(f, MK_EAUTH, "%s", msg);
+			/* "-ERR Server Unavailable. 21": busy, not refused */
+			fail(f, mk_login_unavailable(ev->text) ? MK_EUNAVAIL : MK_EAUTH, "%s", msg);
 			return;
 		}
 		f->st = F_CAPA2; /* RFC 2449: capabilities may change after login */

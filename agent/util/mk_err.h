@@ -35,7 +35,8 @@
 	X(EPERM, -31016, "permission denied")                                  \
 	X(EIO, -31017, "input/output error")                                   \
 	X(ECORRUPT, -31018, "stored data is corrupt")                          \
-	X(ENOTSUP, -31019, "not supported by the server")
+	X(ENOTSUP, -31019, "not supported by the server")                      \
+	X(EUNAVAIL, -31020, "server temporarily unavailable")
 
 enum mk_err_code {
 #define MK__ERR_ENUM(name, value, msg) MK_##name = (value),

@@ -11,6 +11,13 @@ set_tests_properties(try_path PROPERTIES LABELS integration TIMEOUT 300
   PASS_REGULAR_EXPRESSION "certificate verified for 127.0.0.1.*logged in as alice@example.test.*INBOX.*try: 8 folders, 25 new messages.*try: 8 folders, 0 new messages.*: ok.*exported 25 new messages.*try: done"
   ENVIRONMENT "MK_TRY_SKIP_DEPS=1;MK_TRY_BUILD_DIR=${CMAKE_BINARY_DIR}")
 
+# the README's `try.sh --outlook-sim`: the Outlook simulator, login, sync,
+# IDLE push, a scheduled send landing in Sent Items (packaging/try_outlook.sh)
+add_test(NAME try_outlook_sim COMMAND ${PROJECT_SOURCE_DIR}/packaging/try.sh --outlook-sim)
+set_tests_properties(try_outlook_sim PROPERTIES LABELS "integration;sim" TIMEOUT 300
+  PASS_REGULAR_EXPRESSION "approving code [A-Z0-9]+ as alice@outlook.test.*Signed in.*outlook: 8 folders, 20 new messages.*agent ready.*new message.s. stored.*Hello from the simulator.*sent .*Scheduled by mailkeep.*Sent Items.*Scheduled by mailkeep.*try: outlook-sim done"
+  ENVIRONMENT "MK_TRY_SKIP_DEPS=1;MK_TRY_BUILD_DIR=${CMAKE_BINARY_DIR}")
+
 # mailkeep's CLI against the private Dovecot (FIXTURES_REQUIRED mail).
 add_test(NAME cli_against_dovecot
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/integration/test_cli.py $<TARGET_FILE:mailkeep>)

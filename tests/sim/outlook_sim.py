@@ -54,6 +54,8 @@ Control API: plain HTTP on 127.0.0.1:<control>, JSON in and out.
   POST /sim/mint {"user": U, "scope": S?, "expires_in": N?, "client_id": C?}
                                    test-only token mint (no device flow): returns the
                                    IdP's token response (access_token, refresh_token, ...)
+  POST /sim/approve {"user_code": C?, "user": U?}   the user approves device code C (default:
+                                   the newest pending one) as U; /sim/decline likewise
   POST /sim/expire {"user": U?}    every access token (of U) expires now; sessions react
                                    (IDLE at once, others at their next command)
   POST /sim/user {"user": U, ...settings}   imap_enabled, pop_enabled, smtp_auth_enabled,
@@ -2387,6 +2389,20 @@ class Control:
             tok = sim.mint(f["user"], f.get("scope"), f.get("expires_in"), f.get("client_id"))
             sim.log(None, "control", op="mint", user=f["user"])
             return 200, tok
+        if op in ("approve", "decline"):
+            # the user approves (declines) a device code, as fake_idp's
+            # /control/approve does, but on the plain-HTTP control port
+            st = sim.idp
+            with st.lock:
+                pend = [d for d in st.devices.values() if d["status"] == "pending" and not d["used"]]
+                code = f.get("user_code")
+                pick = [d for d in pend if d["user_code"] == code] if code else pend[-1:]
+                if not pick:
+                    return 404, {"error": "no such pending code"}
+                pick[0]["status"] = "approved" if op == "approve" else "declined"
+                pick[0]["user"] = f.get("user", "alice@outlook.test")
+            sim.log(None, "control", op=op, user=pick[0]["user"])
+            return 200, {"ok": True, "user_code": pick[0]["user_code"]}
         if op == "expire":
             n = sim.expire(f.get("user"))
             sim.log(None, "control", op="expire", user=f.get("user"))

@@ -11,3 +11,11 @@ add_test(NAME xoauth2_16k_token
          COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/sim/test_bigtoken.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
 set_tests_properties(xoauth2_16k_token PROPERTIES LABELS "integration;sim" TIMEOUT 300
   ENVIRONMENT "OPENSSL=${MK_OPENSSL}")
+# mailkeep against the simulator (issue 8): one check group per behaviour of
+# tests/sim/COMPATIBILITY.md. Needs MK_TEST_HOOKS (OAuth time scale, the
+# outbox crash point).
+if(MK_TEST_HOOKS)
+  add_test(NAME outlook_compatibility
+           COMMAND ${MK_PYTHON3} ${MK_TEST_SRC}/sim/test_outlook.py $<TARGET_FILE:mailkeep> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(outlook_compatibility PROPERTIES LABELS "integration;sim" TIMEOUT 600)
+endif()

@@ -496,7 +496,7 @@ static void test_dump(void **state)
 				  "  imap      outlook.office365.com:993 implicit TLS\n"
 				  "  pop3      outlook.office365.com:995 implicit TLS\n"
 				  "  smtp      smtp-mail.outlook.com:587 STARTTLS\n"
-				  "  folders   *\n"
+				  "  folders   " MK_CONFIG_OUTLOOK_FOLDERS "\n"
 				  "  timeout   30 s, 4 connections at most\n"
 				  "  idle      INBOX (refreshed every 600 s; other folders every 900 s)\n"
 				  "  outbox    30 messages/min, 300 recipients/day, 3 connections, retried for 120 h\n"

@@ -1022,7 +1022,9 @@ int mk_imap_client_submit(struct mk_imap_client *c, const struct mk_imap_cmd *cm
 	case MK_IMAP_CMD_EXAMINE:
 	case MK_IMAP_CMD_SELECT: {
 		char *enc = NULL;
-		if (cmd->a == NULL || mk_imap_utf7_encode(cmd->a, &enc) < 0) {
+		if (cmd->a != NULL && cmd->a_wire && cmd->a[0] != '\0' && strpbrk(cmd->a, "\r\n") == NULL)
+			enc = mk_xstrdup(cmd->a);
+		else if (cmd->a == NULL || cmd->a_wire || mk_imap_utf7_encode(cmd->a, &enc) < 0) {
 			r = MK_EINVAL;
 			break;
 		}

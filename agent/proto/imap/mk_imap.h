@@ -148,6 +148,9 @@ struct mk_imap_cmd {
 	const char *b; /* password / pattern */
 	struct mk_slice ir; /* AUTHENTICATE: raw initial response (secret: copied, the caller wipes its own) */
 	uint64_t size;      /* APPEND: bytes of the message */
+	bool a_wire;        /* EXAMINE/SELECT: `a` is the name exactly as LIST sent it (modified
+			     * UTF-7, control characters and all), sent back unchanged: Exchange
+			     * lists names with a TAB unquoted and expects them back that way */
 };
 
 struct mk_imap_list {
