@@ -324,6 +324,14 @@ struct flush_run {
 	int64_t next_due;
 };
 
+static void print_refused(const struct mk_store_outbox *o)
+{
+	for (unsigned i = 0; i < o->n_rcpt; i++)
+		if (o->rcpt[i].state == MK_STORE_RCPT_REFUSED)
+			fprintf(stderr, "mailkeep: outbox %llu: %s refused: %s\n", (unsigned long long)o->id,
+				o->rcpt[i].addr, o->rcpt[i].reply);
+}
+
 static void on_entry(void *ud, const struct mk_store_outbox *o)
 {
 	struct flush_run *fr = ud;
@@ -337,18 +345,12 @@ static void on_entry(void *ud, const struct mk_store_outbox *o)
 			printf("outbox %llu: sent to %u recipient%s%s (%s)\n", (unsigned long long)o->id,
 			       o->n_rcpt - refused, o->n_rcpt - refused == 1 ? "" : "s", refused ? ", some refused" : "",
 			       o->last_reply);
-		for (unsigned i = 0; i < o->n_rcpt; i++)
-			if (o->rcpt[i].state == MK_STORE_RCPT_REFUSED)
-				fprintf(stderr, "mailkeep: outbox %llu: %s refused: %s\n", (unsigned long long)o->id,
-					o->rcpt[i].addr, o->rcpt[i].reply);
+		print_refused(o);
 		break;
 	case MK_STORE_OUTBOX_FAILED:
 		fr->failed++;
 		fprintf(stderr, "mailkeep: outbox %llu: failed: %s\n", (unsigned long long)o->id, o->last_reply);
-		for (unsigned i = 0; i < o->n_rcpt; i++)
-			if (o->rcpt[i].state == MK_STORE_RCPT_REFUSED)
-				fprintf(stderr, "mailkeep: outbox %llu: %s refused: %s\n", (unsigned long long)o->id,
-					o->rcpt[i].addr, o->rcpt[i].reply);
+		print_refused(o);
 		break;
 	case MK_STORE_OUTBOX_UNCERTAIN:
 		fr->uncertain++;
