@@ -90,6 +90,12 @@ void mk__store_txn_abort(struct mk_store *st, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	st->open_txns--;
+	/* Reads fault the map in, and the kernel maps the page cache around
+	 * each fault ("fault-around", 64 KiB; MADV_RANDOM does not stop it):
+	 * sparse reads over a large, freshly written file would otherwise
+	 * leave megabytes of it counted in our RSS. */
+	if (st->open_txns == 0)
+		mk__store_release_map(st);
 }
 
 static int grow_map(struct mk_store *st)

@@ -35,7 +35,7 @@
 #define MK__STORE_MAX_THREADS 16u
 /* Memory (raw buffer plus output buffer) of bodies queued for or being
  * compressed, per store; past it mk_store_body_finish() helps or waits. */
-#define MK__STORE_QUEUE_MAX ((size_t)2 * 1024 * 1024)
+#define MK__STORE_QUEUE_MAX ((size_t)1024 * 1024)
 
 /* Limits of encoded names (an account name is an LMDB key: max 511). */
 #define MK__STORE_ACCOUNT_NAME_MAX 255

@@ -31,7 +31,7 @@
 #include <time.h>
 
 /* Commit a batch when it holds this much, this many records, or is this old. */
-#define BATCH_MAX_BYTES (2u * 1024 * 1024)
+#define BATCH_MAX_BYTES (512u * 1024) /* per worker: 4 workers, bounded RSS (issue 3) */
 #define BATCH_MAX_COUNT 1000
 #define BATCH_MAX_MS 1000
 /* UIDs per FETCH command, and commands in flight per connection. */
