@@ -393,6 +393,13 @@ static void settle(struct mk_outbox *ob, enum outcome oc, const char *reply)
 		c->state = MK_STORE_OUTBOX_FAILED;
 		c->done_at = now;
 		ob->res.failed++;
+		/* the message as a whole was refused (e.g. 554 5.2.252 SendAsDenied
+		 * after the dot): every recipient still pending shares the reply */
+		for (unsigned i = 0; i < c->n_rcpt; i++)
+			if (c->rcpt[i].state == MK_STORE_RCPT_PENDING) {
+				c->rcpt[i].state = MK_STORE_RCPT_REFUSED;
+				mk_strlcpy(c->rcpt[i].reply, c->last_reply, sizeof(c->rcpt[i].reply));
+			}
 		break;
 	case OUT_UNCERTAIN:
 		c->state = MK_STORE_OUTBOX_UNCERTAIN;
@@ -674,6 +681,14 @@ static void on_auth_reply(struct mk_outbox *ob, const struct mk_smtp_event *ev)
 		return;
 	mk_sasl_cleanup(&ob->sasl);
 	ob->sasl_active = false;
+	if (ev->reply.code / 100 == 4) {
+		/* "432 4.3.2 Concurrent connections limit exceeded", "454 4.7.0
+		 * Temporary authentication failure": not a wrong credential, so
+		 * not a login error; the queue waits and tries again. */
+		mk_smtp_reply_format(&ev->reply, rt, sizeof(rt));
+		fail(ob, MK_EUNAVAIL, "account %s: the server refused to log in for now: %s", ob->o.acct->name, rt);
+		return;
+	}
 	if (ev->reply.code != 235) {
 		mk_smtp_reply_format(&ev->reply, rt, sizeof(rt));
 		fail(ob, MK_EAUTH, "account %s: authentication failed: %s%s%s", ob->o.acct->name, rt,
