@@ -20,7 +20,9 @@ sim=$here/tests/sim/outlook_sim.py
 dir=$(mktemp -d /tmp/mailkeep-try-outlook.XXXXXX)
 sim_pid=
 agent_pid=
+login_pid=
 stop() {
+	[ -n "$login_pid" ] && kill "$login_pid" 2>/dev/null && wait "$login_pid" 2>/dev/null
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
 	[ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
 	rm -rf "$dir"
@@ -67,7 +69,7 @@ mk check-config
 echo
 echo "\$ mailkeep -c $cfg login outlook"
 : >"$dir/login.out"
-mk login outlook >>"$dir/login.out" 2>&1 &
+env -u SSL_CERT_FILE -u SSL_CERT_DIR "$mailkeep" -c "$cfg" login outlook >>"$dir/login.out" 2>&1 &
 login_pid=$!
 code=
 for _ in $(seq 100); do
@@ -80,6 +82,7 @@ cat "$dir/login.out"
 echo "try: playing the user: approving code $code as alice@outlook.test through the simulator's control API"
 ctl approve "{\"user_code\": \"$code\", \"user\": \"alice@outlook.test\"}" >/dev/null
 wait "$login_pid"
+login_pid=
 sed -n '/^Signed in/,$p' "$dir/login.out"
 echo
 echo "\$ mailkeep -c $cfg sync            # every mail folder; Calendar, Contacts... are not mail"
@@ -89,7 +92,9 @@ echo "\$ mailkeep -c $cfg run &           # the agent: IDLE on INBOX and Sent It
 cat >>"$cfg" <<CONF
 idle = INBOX "Sent Items"
 CONF
-mk -v run >"$dir/agent.out" 2>"$dir/agent.log" &
+# Not through mk(): a backgrounded shell function is a subshell, and $!
+# would be the subshell, leaving the agent running after `kill`.
+env -u SSL_CERT_FILE -u SSL_CERT_DIR "$mailkeep" -c "$cfg" -v run >"$dir/agent.out" 2>"$dir/agent.log" &
 agent_pid=$!
 for _ in $(seq 300); do grep -q "ready" "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "ready" "$dir/agent.out" || { echo "try: the agent did not get ready" >&2; cat "$dir/agent.log" >&2; exit 1; }
