@@ -439,39 +439,11 @@ static int bench_files(struct mk_store *st, struct mk_store_batch *b, uint32_t a
 	int r = mk_store_set_threads(st, (unsigned)threads);
 	if (r != 0)
 		die("threads", r);
-	DIR *d = opendir(emldir);
-	if (d == NULL) {
-		perror(emldir);
-		return 1;
-	}
-	char **names = NULL;
-	size_t n_names = 0, cap_names = 0;
-	for (struct dirent *de; (de = readdir(d)) != NULL;) {
-		if (de->d_name[0] == '.')
-			continue;
-		char *path = mk_xasprintf("%s/%s", emldir, de->d_name);
-		struct stat sb;
-		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-			mk_free(path);
-			continue;
-		}
-		if (n_names == cap_names) {
-			cap_names = cap_names ? cap_names * 2 : 256;
-			names = mk_xrealloc(names, cap_names * sizeof(*names));
-		}
-		names[n_names++] = path;
-	}
-	closedir(d);
-	qsort(names, n_names, sizeof(*names), name_cmp);
 	/* Files are read (page cache) before the clock starts: store cost only. */
-	uint8_t **data = mk_xcalloc(n_names ? n_names : 1, sizeof(*data));
-	size_t *lens = mk_xcalloc(n_names ? n_names : 1, sizeof(*lens));
+	uint8_t **data = NULL;
+	size_t *lens = NULL;
 	uint64_t raw = 0;
-	for (size_t i = 0; i < n_names; i++) {
-		size_t cap = 0;
-		lens[i] = read_file(names[i], &data[i], &cap);
-		raw += lens[i];
-	}
+	size_t n_names = load_dir(emldir, &data, &lens, &raw);
 	double t0 = now(), c0 = cpu_s(), tcommit = 0;
 	for (size_t i = 0; i < n_names; i++) {
 		struct mk_store_body *w = mk_store_body_begin(b);
@@ -526,11 +498,8 @@ static int bench_files(struct mk_store *st, struct mk_store_batch *b, uint32_t a
 	printf("pool: %llu jobs (%llu on the caller's thread), %llu back-pressure waits\n",
 	       (unsigned long long)jobs, (unsigned long long)helped, (unsigned long long)waits);
 	(void)storedir;
-	for (size_t i = 0; i < n_names; i++) {
-		mk_free(names[i]);
+	for (size_t i = 0; i < n_names; i++)
 		mk_free(data[i]);
-	}
-	mk_free(names);
 	mk_free(data);
 	mk_free(lens);
 	return 0;
