@@ -1599,23 +1599,6 @@ static void test_mz1_levels(void **state)
 	mk_free(small);
 }
 
-struct capture {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static int cap_feed(void *ud, const uint8_t *p, size_t n)
-{
-	struct capture *c = ud;
-	if (c->n + n > c->cap) {
-		c->cap = (c->n + n) * 2;
-		c->p = mk_xrealloc(c->p, c->cap);
-	}
-	memcpy(c->p + c->n, p, n);
-	c->n += n;
-	return 0;
-}
-
 static int cap_level(void *ud, int level)
 {
 	(void)ud;
@@ -1624,10 +1607,10 @@ static int cap_level(void *ud, int level)
 }
 
 /* Encodes in random pieces; decodes with random input and output sizes. */
-static void mz_roundtrip(struct mk__store_mzenc *e, const uint8_t *p, size_t n, uint64_t *s, struct capture *whole)
+static void mz_roundtrip(struct mk__store_mzenc *e, const uint8_t *p, size_t n, uint64_t *s, struct collect *whole)
 {
-	struct capture c = {NULL, 0, 0};
-	struct mk__store_zsink sink = {cap_feed, cap_level, &c};
+	struct collect c = {NULL, 0, 0};
+	struct mk__store_zsink sink = {collect_cb, cap_level, &c};
 	mk__store_mzenc_begin(e, 6, &sink);
 	for (size_t off = 0; off < n;) {
 		size_t k = 1 + rng_next(s) % 1500;
@@ -1700,8 +1683,8 @@ static void test_mz1_transform(void **state)
 		if (iter % 3 == 0 && n > 0)
 			n -= rng_next(&s) % (n < 80 ? n : 80); /* cut anywhere */
 		/* Reference: the whole input in one write. */
-		struct capture whole = {NULL, 0, 0};
-		struct mk__store_zsink sink = {cap_feed, cap_level, &whole};
+		struct collect whole = {NULL, 0, 0};
+		struct mk__store_zsink sink = {collect_cb, cap_level, &whole};
 		mk__store_mzenc_begin(e, 6, &sink);
 		assert_int_equal(mk__store_mzenc_write(e, p, n), 0);
 		assert_int_equal(mk__store_mzenc_finish(e), 0);
