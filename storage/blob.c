@@ -547,13 +547,8 @@ int mk__store_blob_stream(struct mk_store *st, MDB_txn *txn, const uint8_t sha[M
 int mk_store_body_read(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN],
 		       int (*cb)(void *ud, const uint8_t *p, size_t n), void *ud)
 {
-	MDB_txn *txn;
-	int ret = mk__store_rtxn(st, &txn);
-	if (ret < 0)
-		return ret;
 	struct mk__store_blob blob;
-	ret = mk__store_get_blob(st, txn, sha, &blob);
-	mk__store_txn_abort(st, txn);
+	int ret = mk__store_lookup_blob(st, sha, &blob);
 	if (ret < 0)
 		return ret;
 	return mk__store_blob_stream(st, NULL, sha, &blob, cb, ud, NULL);

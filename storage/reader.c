@@ -28,13 +28,8 @@ struct mk_store_body_reader {
 int mk_store_body_open(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], struct mk_store_body_reader **r_r)
 {
 	*r_r = NULL;
-	MDB_txn *txn;
-	int ret = mk__store_rtxn(st, &txn);
-	if (ret < 0)
-		return ret;
 	struct mk__store_blob blob;
-	ret = mk__store_get_blob(st, txn, sha, &blob);
-	mk__store_txn_abort(st, txn);
+	int ret = mk__store_lookup_blob(st, sha, &blob);
 	if (ret < 0)
 		return ret;
 	struct mk_store_body_reader *r = mk_xcalloc(1, sizeof(*r));

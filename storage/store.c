@@ -1020,15 +1020,21 @@ int mk_store_message_get(struct mk_store *st, uint32_t account, uint32_t mailbox
 	return ret;
 }
 
-bool mk_store_have_body(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN])
+int mk__store_lookup_blob(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], struct mk__store_blob *blob_r)
 {
 	MDB_txn *txn;
-	if (mk__store_rtxn(st, &txn) < 0)
-		return false;
-	struct mk__store_blob blob;
-	int ret = mk__store_get_blob(st, txn, sha, &blob);
+	int ret = mk__store_rtxn(st, &txn);
+	if (ret < 0)
+		return ret;
+	ret = mk__store_get_blob(st, txn, sha, blob_r);
 	mk__store_txn_abort(st, txn);
-	return ret == 0 && blob.refcount > 0;
+	return ret;
+}
+
+bool mk_store_have_body(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN])
+{
+	struct mk__store_blob blob;
+	return mk__store_lookup_blob(st, sha, &blob) == 0 && blob.refcount > 0;
 }
 
 /* ---- stats ---- */

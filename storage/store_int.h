@@ -312,6 +312,9 @@ int mk__store_alloc_owner(struct mk_store *st, MDB_txn *txn, uint64_t *owner_r);
 int mk__store_drop_owner(struct mk_store *st, MDB_txn *txn, uint64_t owner);
 int mk__store_get_blob(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN],
 		       struct mk__store_blob *blob_r);
+/* The same in its own short read transaction. Returns: 0, MK_ENOTFOUND,
+ * MK_ECORRUPT, storage errors. */
+int mk__store_lookup_blob(struct mk_store *st, const uint8_t sha[MK_STORE_SHA_LEN], struct mk__store_blob *blob_r);
 int mk__store_put_blob(struct mk_store *st, MDB_txn *txn, const uint8_t sha[MK_STORE_SHA_LEN],
 		       const struct mk__store_blob *blob);
 /* Puts a staging mark for owner (created now). */
