@@ -352,6 +352,22 @@ int mk_store_outbox_get(struct mk_store *st, uint64_t id, struct mk_store_outbox
 	return ret;
 }
 
+struct list_ctx {
+	uint32_t account;
+	int (*cb)(void *ud, const struct mk_store_outbox *o);
+	void *ud;
+};
+
+static int list_one(struct mk_store *st, MDB_txn *txn, struct mk_store_outbox *o, void *ud)
+{
+	(void)st;
+	(void)txn;
+	struct list_ctx *lc = ud;
+	if (lc->account != 0 && o->account != lc->account)
+		return 0;
+	return lc->cb(lc->ud, o);
+}
+
 int mk_store_outbox_list(struct mk_store *st, uint32_t account,
 			 int (*cb)(void *ud, const struct mk_store_outbox *o), void *ud)
 {
@@ -359,29 +375,8 @@ int mk_store_outbox_list(struct mk_store *st, uint32_t account,
 	int ret = mk__store_rtxn(st, &txn);
 	if (ret < 0)
 		return ret;
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(txn, st->outbox, &c);
-	if (rc != 0) {
-		mk__store_txn_abort(st, txn);
-		return mk__store_err(rc);
-	}
-	struct mk_store_outbox o;
-	mk_store_outbox_init(&o);
-	MDB_val key, val;
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		ret = decode(&key, &val, &o);
-		if (ret < 0)
-			break;
-		if (account != 0 && o.account != account)
-			continue;
-		ret = cb(ud, &o);
-		if (ret != 0)
-			break;
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		ret = mk__store_err(rc);
-	mk_store_outbox_cleanup(&o);
-	mdb_cursor_close(c);
+	struct list_ctx lc = {account, cb, ud};
+	ret = each_entry(st, txn, list_one, &lc);
 	mk__store_txn_abort(st, txn);
 	return ret > 0 ? 0 : ret;
 }
