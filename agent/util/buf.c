@@ -164,3 +164,12 @@ int mk_buf_append_json_str(struct mk_buf *b, const char *s)
 	}
 	return r == 0 ? mk_buf_append(b, "\"", 1) : r;
 }
+
+int mk_buf_feed(struct mk_buf *b, size_t *off, const void *p, size_t n)
+{
+	if (*off > 0 && (*off >= b->len || b->len + n > b->cap)) {
+		mk_buf_consume(b, *off);
+		*off = 0;
+	}
+	return mk_buf_append(b, p, n);
+}

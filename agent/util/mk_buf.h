@@ -46,6 +46,11 @@ int mk_buf_printf(struct mk_buf *b, const char *fmt, ...) __attribute__((format(
  * control characters as \\u00XX (NULL is ""). Returns: 0, MK_ETOOBIG. */
 int mk_buf_append_json_str(struct mk_buf *b, const char *s);
 void mk_buf_consume(struct mk_buf *b, size_t n);
+/* An input buffer whose first *off bytes were already parsed: drops them
+ * when they are all consumed or the new bytes would not fit beside them
+ * (*off becomes 0), then appends p[0..n). Parsers use it to take network
+ * input without growing past b->max. Returns: 0, MK_ETOOBIG. */
+int mk_buf_feed(struct mk_buf *b, size_t *off, const void *p, size_t n);
 void mk_buf_reset(struct mk_buf *b);
 /* Shortens to `len` bytes (<= b->len), overwriting the dropped tail when
  * `wipe` (it may have held a secret). */

@@ -80,12 +80,7 @@ int mk_imap_client_feed(struct mk_imap_client *c, const uint8_t *p, size_t n)
 	if (c->state == MK_IMAP_STATE_STARTTLS && n > 0)
 		return fail(c, MK_EPROTO, "server sent data in clear after the STARTTLS go-ahead "
 					  "(possible injection attack; refused)");
-	/* drop what was consumed before growing the buffer */
-	if (c->in_off > 0 && (c->in_off >= c->in.len || c->in.len + n > c->in.cap)) {
-		mk_buf_consume(&c->in, c->in_off);
-		c->in_off = 0;
-	}
-	if (mk_buf_append(&c->in, p, n) < 0)
+	if (mk_buf_feed(&c->in, &c->in_off, p, n) < 0)
 		return fail(c, MK_ETOOBIG, "server response exceeds the size limit of %d bytes", IN_MAX);
 	return 0;
 }

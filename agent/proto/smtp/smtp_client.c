@@ -460,11 +460,7 @@ int mk_smtp_client_feed(struct mk_smtp_client *c, const uint8_t *p, size_t n)
 	if (c->state == MK_SMTP_STATE_STARTTLS && n > 0)
 		return fail(c, MK_EPROTO, "server sent data in clear after the 220 to STARTTLS "
 					  "(possible injection attack; refused)");
-	if (c->in_off > 0 && (c->in_off >= c->in.len || c->in.len + n > c->in.cap)) {
-		mk_buf_consume(&c->in, c->in_off);
-		c->in_off = 0;
-	}
-	if (mk_buf_append(&c->in, p, n) < 0)
+	if (mk_buf_feed(&c->in, &c->in_off, p, n) < 0)
 		return fail(c, MK_ETOOBIG, "server sent more than %d bytes without a line end", IN_MAX);
 	return 0;
 }
