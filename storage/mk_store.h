@@ -348,6 +348,10 @@ void mk_store_outbox_copy(struct mk_store_outbox *dst, const struct mk_store_out
  * control characters), MK_ETOOBIG (more than MK_STORE_OUTBOX_RCPT_MAX). */
 int mk_store_outbox_add_rcpt(struct mk_store_outbox *o, const char *addr);
 const char *mk_store_outbox_state_name(uint8_t state);
+/* An attempt that did not deliver (lost, deferred, or resolved as not
+ * received): recipients its RCPT accepted go back to PENDING; refused
+ * ones stay refused. */
+void mk_store_outbox_rcpt_retry(struct mk_store_outbox *o);
 
 /* A new queue id (own small transaction; gaps after a crash are harmless).
  * Returns: 0, storage errors. */

@@ -76,6 +76,13 @@ int mk_store_outbox_add_rcpt(struct mk_store_outbox *o, const char *addr)
 	return 0;
 }
 
+void mk_store_outbox_rcpt_retry(struct mk_store_outbox *o)
+{
+	for (unsigned i = 0; i < o->n_rcpt; i++)
+		if (o->rcpt[i].state == MK_STORE_RCPT_SENT)
+			o->rcpt[i].state = MK_STORE_RCPT_PENDING;
+}
+
 const char *mk_store_outbox_state_name(uint8_t state)
 {
 	switch (state) {
@@ -459,10 +466,7 @@ static int recover_one(struct mk_store *st, MDB_txn *txn, struct mk_store_outbox
 	} else {
 		o->state = MK_STORE_OUTBOX_QUEUED;
 		rc->requeued++;
-		/* Recipients already refused stay refused; the others go again. */
-		for (unsigned i = 0; i < o->n_rcpt; i++)
-			if (o->rcpt[i].state == MK_STORE_RCPT_SENT)
-				o->rcpt[i].state = MK_STORE_RCPT_PENDING;
+		mk_store_outbox_rcpt_retry(o);
 	}
 	return put_entry(st, txn, o);
 }

@@ -305,9 +305,7 @@ int mk_outbox_settle_uncertain(struct mk_store *st, uint64_t id, bool found, con
 			o.state = MK_STORE_OUTBOX_QUEUED;
 			o.next_attempt = 0;
 			/* accepted by RCPT in the lost attempt, but never delivered */
-			for (unsigned i = 0; i < o.n_rcpt; i++)
-				if (o.rcpt[i].state == MK_STORE_RCPT_SENT)
-					o.rcpt[i].state = MK_STORE_RCPT_PENDING;
+			mk_store_outbox_rcpt_retry(&o);
 			snprintf(o.last_reply, sizeof(o.last_reply),
 				 "not in \"%s\" after an interrupted send: it did not get through, sending again", folder);
 		}
@@ -452,9 +450,7 @@ static void settle_lost(struct mk_outbox *ob, const char *why)
 		return;
 	}
 	/* Nothing was accepted: recipients accepted by RCPT did not get it. */
-	for (unsigned i = 0; i < ob->cur.n_rcpt; i++)
-		if (ob->cur.rcpt[i].state == MK_STORE_RCPT_SENT)
-			ob->cur.rcpt[i].state = MK_STORE_RCPT_PENDING;
+	mk_store_outbox_rcpt_retry(&ob->cur);
 	settle(ob, OUT_TEMP, why);
 }
 
@@ -723,9 +719,7 @@ static void envelope_failed(struct mk_outbox *ob, const struct mk_smtp_reply *da
 {
 	char rt[1000];
 	ob->need_rset = true;
-	for (unsigned i = 0; i < ob->cur.n_rcpt; i++)
-		if (ob->cur.rcpt[i].state == MK_STORE_RCPT_SENT)
-			ob->cur.rcpt[i].state = MK_STORE_RCPT_PENDING;
+	mk_store_outbox_rcpt_retry(&ob->cur);
 	if (ob->mail_code / 100 != 2) {
 		snprintf(rt, sizeof(rt), "MAIL FROM:<%s> refused: %s", ob->cur.from, ob->mail_reply);
 		settle(ob, ob->mail_code / 100 == 5 ? OUT_PERM : OUT_TEMP, rt);
@@ -817,9 +811,7 @@ static void on_event(struct mk_smtp_session *s, const struct mk_smtp_event *ev, 
 			settle(ob, OUT_SENT, rt);
 		} else {
 			ob->need_rset = false; /* the transaction is over either way */
-			for (unsigned i = 0; i < ob->cur.n_rcpt; i++)
-				if (ob->cur.rcpt[i].state == MK_STORE_RCPT_SENT)
-					ob->cur.rcpt[i].state = MK_STORE_RCPT_PENDING;
+			mk_store_outbox_rcpt_retry(&ob->cur);
 			settle(ob, ev->reply.code / 100 == 5 ? OUT_PERM : OUT_TEMP, rt);
 		}
 		next_message(ob);
